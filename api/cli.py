@@ -1,0 +1,9 @@
+"""Sub-commands of the api area (registered into `storeflow` by storeflow.cli)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this area's sub-commands to the `storeflow` parser."""

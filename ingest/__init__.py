@@ -1,0 +1,1 @@
+"""StoreFlow ingest."""
