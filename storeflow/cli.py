@@ -17,7 +17,16 @@ from storeflow.contract import BadInput
 __all__ = ["main", "build_parser", "AREAS", "add_db_arg", "UsageError"]
 
 #: Modules whose ``register(subparsers)`` adds sub-commands, in help order.
-AREAS = ("ingest.cli", "simulators.cli", "edge.cli", "analytics.cli", "api.cli", "storeflow.demo")
+AREAS = (
+    "ingest.files_cli",      # storeflow import ...
+    "ingest.cli",            # storeflow ingest run
+    "simulators.cli",        # storeflow simulate, storeflow devices
+    "edge.cli",              # storeflow edge run
+    "analytics.cli",         # storeflow analyze
+    "analytics.report_cli",  # storeflow report ...
+    "api.cli",               # storeflow serve, storeflow token
+    "storeflow.demo",        # storeflow demo
+)
 
 
 class UsageError(BadInput):
