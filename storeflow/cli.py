@@ -20,7 +20,8 @@ __all__ = ["main", "build_parser", "AREAS", "add_db_arg", "UsageError"]
 AREAS = (
     "ingest.files_cli",      # storeflow import ...
     "ingest.cli",            # storeflow ingest run
-    "simulators.cli",        # storeflow simulate, storeflow devices
+    "simulators.cli",        # storeflow simulate
+    "simulators.devices_cli",  # storeflow devices ...
     "edge.cli",              # storeflow edge run
     "analytics.cli",         # storeflow analyze
     "analytics.report_cli",  # storeflow report ...
