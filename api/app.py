@@ -1,0 +1,115 @@
+"""The FastAPI application: JSON API under /api/v1 and the dashboard pages that are built on it.
+
+Every dashboard view fetches its data from a JSON endpoint of this same app, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from psycopg.errors import QueryCanceled
+
+from api.auth import Principal, lookup_token
+from api.database import Database, TooManyRows
+from storeflow.contract import BadInput
+from storeflow.settings import Settings, get_settings
+
+__all__ = ["create_app", "principal", "require_role", "store_guard"]
+
+STATIC = Path(__file__).parent / "static"
+_bearer = HTTPBearer(auto_error=False, description="API token: `storeflow token create --role viewer --store S`")
+_cookie = APIKeyCookie(name="storeflow_token", auto_error=False)
+_LOCAL = Principal(0, "local (auth off)", "admin", None)
+
+
+def principal(request: Request, bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+              cookie: str | None = Depends(_cookie)) -> Principal:
+    """The caller, from an `Authorization: Bearer` header or the dashboard's cookie."""
+    db: Database = request.app.state.db
+    if not db.settings.api_auth:
+        return _LOCAL
+    token = bearer.credentials if bearer else cookie
+    if not token:
+        raise HTTPException(401, "missing API token (Authorization: Bearer <token>)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    with db.connection() as conn:
+        who = lookup_token(conn, token)
+    if who is None:
+        raise HTTPException(401, "invalid, expired or revoked API token", headers={"WWW-Authenticate": "Bearer"})
+    return who
+
+
+def require_role(role: str):  # type: ignore[no-untyped-def]
+    """Dependency: the caller must have at least this role."""
+
+    def check(who: Principal = Depends(principal)) -> Principal:
+        if not who.at_least(role):
+            raise HTTPException(403, f"this needs the {role} role; your token has {who.role}")
+        return who
+
+    return check
+
+
+def store_guard(request: Request, store: str, who: Principal) -> None:
+    """403 when the caller may not see the store, 404 when it does not exist."""
+    if not who.can_see(store):
+        raise HTTPException(403, f"your token is not granted store {store!r}")
+    db: Database = request.app.state.db
+    if not db.fetch("SELECT 1 FROM stores WHERE store = %s", (store,)):
+        raise HTTPException(404, f"unknown store {store!r}")
+
+
+def create_app(settings: Settings | None = None, database_url: str | None = None) -> FastAPI:
+    """Build the app. The database pool opens at startup (migrating the schema)."""
+    s = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.db = Database(s, database_url)
+        try:
+            yield
+        finally:
+            app.state.db.close()
+
+    app = FastAPI(
+        title="StoreFlow API",
+        version="1.0",
+        description="In-store traffic analytics: counter performance, store KPIs, paths, heatmaps, traffic. "
+        "Every dashboard view has a JSON twin here. Authenticate with `Authorization: Bearer <token>`.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(BadInput)
+    async def bad_input(_: Request, exc: BadInput) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(TooManyRows)
+    async def too_many(_: Request, exc: TooManyRows) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=413)
+
+    @app.exception_handler(QueryCanceled)
+    async def timeout(_: Request, exc: QueryCanceled) -> JSONResponse:
+        return JSONResponse({"detail": "the query took too long; narrow the time range"}, status_code=503)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid request')}", "errors": errs[:10]},
+                            status_code=422)
+
+    from api.views import dashboard, reports, stores, tokens
+
+    for module in (stores, reports, tokens):
+        app.include_router(module.router, prefix="/api/v1")
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,105 @@
+"""Dashboard pages. Each page is a thin HTML shell whose script fetches the page's JSON twin from
+/api/v1 (same origin, same token) and draws it with plotly.js, served locally (no CDN)."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import plotly
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+
+router = APIRouter(include_in_schema=False)
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+#: page key -> (title, JSON twins the page reads, a line for the user)
+PAGES: dict[str, tuple[str, list[str], str]] = {
+    "floor": ("Floor heatmap", ["layout", "heatmap", "counters"],
+              "Where shoppers spend time: tag-seconds per cell over the floor plan. Hover a counter for its KPIs."),
+    "counters": ("Counter performance", ["counters"],
+                 "Which counters attract, hold and convert shoppers. Click a column to sort."),
+    "paths": ("Paths", ["paths"], "The most frequent walking paths, counter by counter, from the entrance."),
+    "traffic": ("Traffic", ["traffic"], "Footfall and occupancy by hour from the door counters."),
+}
+
+_SHELL = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · StoreFlow</title>
+<link rel="stylesheet" href="/static/dashboard.css">
+<script src="/plotly.min.js"></script>
+</head><body data-page="{page}" data-store="{store}">
+<header>
+  <a class="brand" href="/">StoreFlow</a>
+  <nav>{nav}</nav>
+  <form id="controls" onsubmit="return false">
+    <label>Store <select id="store"></select></label>
+    <label id="floor-label" hidden>Floor <select id="floor"></select></label>
+    <label>From <input type="date" id="from"></label>
+    <label>To <input type="date" id="to"></label>
+    <label id="tier-label" hidden>Tier <select id="tier"><option value="">all</option></select></label>
+    <button id="apply" type="submit">Show</button>
+  </form>
+</header>
+<main>
+  <h1>{title}</h1><p class="hint">{hint}</p>
+  <div id="status" role="status"></div>
+  <div id="content"></div>
+</main>
+<script src="/static/dashboard.js"></script>
+</body></html>
+"""
+
+_LOGIN = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>StoreFlow · sign in</title>
+<link rel="stylesheet" href="/static/dashboard.css"></head><body>
+<main class="login"><h1>StoreFlow</h1>
+<form method="get" action="/login"><label>API token <input name="token" type="password" autocomplete="off"
+ size="50" required></label> <button type="submit">Sign in</button></form>
+<p class="hint">Ask your administrator for a token (<code>storeflow token create --role viewer --store S</code>).</p>
+{error}</main></body></html>"""
+
+
+@router.get("/plotly.min.js")
+def plotly_js() -> FileResponse:
+    return FileResponse(PLOTLY_JS, media_type="application/javascript",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+
+@router.get("/login")
+def login(request: Request, token: str | None = None) -> HTMLResponse:
+    if token:
+        from api.auth import lookup_token
+
+        with request.app.state.db.connection() as conn:
+            ok = lookup_token(conn, token) is not None
+        if ok:
+            resp = RedirectResponse("/", status_code=303)
+            resp.set_cookie("storeflow_token", token, httponly=True, samesite="strict", max_age=30 * 86400)
+            return resp  # type: ignore[return-value]
+        return HTMLResponse(_LOGIN.format(error='<p class="error">That token is not valid.</p>'), status_code=401)
+    return HTMLResponse(_LOGIN.format(error=""))
+
+
+def _page(request: Request, page: str, store: str = "") -> HTMLResponse:
+    db = request.app.state.db
+    if db.settings.api_auth and not request.cookies.get("storeflow_token"):
+        return RedirectResponse("/login", status_code=303)  # type: ignore[return-value]
+    title, _, hint = PAGES[page]
+    nav = " ".join(f'<a href="/{k}" data-nav="{k}"{" aria-current=page" if k == page else ""}>{t}</a>'
+                   for k, (t, _, _) in PAGES.items())
+    return HTMLResponse(_SHELL.format(title=html.escape(title), page=page, store=html.escape(store),
+                                      nav=nav, hint=html.escape(hint)))
+
+
+@router.get("/")
+def home(request: Request) -> HTMLResponse:
+    return _page(request, "floor")
+
+
+@router.get("/{page}")
+def page(request: Request, page: str, store: str = "") -> HTMLResponse:
+    if page not in PAGES:
+        return HTMLResponse("<h1>Not found</h1>", status_code=404)
+    return _page(request, page, store)

@@ -1,0 +1,101 @@
+"""Stores, layouts, live occupancy and footfall, reader and ingest health."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from api.app import principal, store_guard
+from api.auth import Principal
+
+router = APIRouter(tags=["stores"])
+
+
+@router.get("/stores", summary="Stores the caller may see")
+def list_stores(request: Request, who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+    rows = request.app.state.db.fetch(
+        "SELECT s.store, s.name, s.timezone, count(z.*) FILTER (WHERE z.kind = 'counter' AND z.active) AS counters "
+        "FROM stores s LEFT JOIN zones z USING (store_id) GROUP BY s.store_id ORDER BY s.store")
+    return [r for r in rows if who.can_see(r["store"])]
+
+
+@router.get("/stores/{store}/layout", summary="The store's layout (SPEC section 1)")
+def layout(request: Request, store: str, who: Principal = Depends(principal)) -> dict[str, Any]:
+    store_guard(request, store, who)
+    row = request.app.state.db.fetch("SELECT layout FROM stores WHERE store = %s", (store,))[0]
+    return row["layout"]
+
+
+def _local_midnight(tz: str) -> datetime:
+    now = datetime.now(ZoneInfo(tz))
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@router.get("/stores/{store}/occupancy", summary="Live occupancy and today's footfall from the door counters")
+def occupancy(request: Request, store: str, who: Principal = Depends(principal)) -> dict[str, Any]:
+    store_guard(request, store, who)
+    db = request.app.state.db
+    tz = db.fetch("SELECT timezone FROM stores WHERE store = %s", (store,))[0]["timezone"]
+    since = _local_midnight(tz)
+    row = db.fetch(
+        "SELECT coalesce(sum(entries), 0) AS entries, coalesce(sum(exits), 0) AS exits, max(c.ts) AS last_count "
+        "FROM door_counts c JOIN stores s USING (store_id) WHERE s.store = %s AND c.ts >= %s",
+        (store, since))[0]
+    return {"store": store, "since": since.isoformat(), "footfall": int(row["entries"]),
+            "exits": int(row["exits"]), "occupancy": max(0, int(row["entries"]) - int(row["exits"])),
+            "last_count": row["last_count"].isoformat() if row["last_count"] else None}
+
+
+@router.get("/stores/{store}/traffic", summary="Footfall and occupancy per hour (store time zone)")
+def traffic(request: Request, store: str, day: str | None = Query(None, description="YYYY-MM-DD, default today"),
+            who: Principal = Depends(principal)) -> dict[str, Any]:
+    store_guard(request, store, who)
+    db = request.app.state.db
+    tz = db.fetch("SELECT timezone FROM stores WHERE store = %s", (store,))[0]["timezone"]
+    start = (datetime.fromisoformat(day).replace(tzinfo=ZoneInfo(tz)) if day else _local_midnight(tz))
+    end = start + timedelta(days=1)
+    rows = db.fetch(
+        "SELECT extract(hour FROM c.ts AT TIME ZONE s.timezone)::int AS hour, sum(entries) AS entries, "
+        "sum(exits) AS exits FROM door_counts c JOIN stores s USING (store_id) "
+        "WHERE s.store = %s AND c.ts >= %s AND c.ts < %s GROUP BY 1 ORDER BY 1", (store, start, end))
+    by_hour = {r["hour"]: r for r in rows}
+    out, occ = [], 0
+    for h in range(24):
+        r = by_hour.get(h, {"entries": 0, "exits": 0})
+        occ = max(0, occ + int(r["entries"]) - int(r["exits"]))
+        out.append({"hour": h, "entries": int(r["entries"]), "exits": int(r["exits"]), "occupancy_end": occ})
+    return {"store": store, "day": start.date().isoformat(), "hours": out,
+            "footfall": sum(h["entries"] for h in out)}
+
+
+@router.get("/stores/{store}/health", summary="Reader activity, ingest lag and recent rejects")
+def health(request: Request, store: str, minutes: int = Query(15, ge=1, le=1440),
+           who: Principal = Depends(principal)) -> dict[str, Any]:
+    store_guard(request, store, who)
+    db = request.app.state.db
+    antennas = db.fetch(
+        "SELECT r.reader, a.port, a.zone_id IS NOT NULL AS has_zone, "
+        "(SELECT max(t.ts) FROM tag_reads t WHERE t.store_id = a.store_id AND t.antenna_id = a.antenna_id "
+        "  AND t.ts > now() - make_interval(mins => %s)) AS last_read, "
+        "(SELECT count(*) FROM tag_reads t WHERE t.store_id = a.store_id AND t.antenna_id = a.antenna_id "
+        "  AND t.ts > now() - make_interval(mins => %s)) AS reads "
+        "FROM antennas a JOIN readers r USING (reader_id) JOIN stores s ON s.store_id = a.store_id "
+        "WHERE s.store = %s AND a.active ORDER BY r.reader, a.port", (minutes, minutes, store))
+    agents = db.fetch(
+        "SELECT agent, max(committed_at) AS last_commit, count(*) AS batches, sum(n_rows) AS rows "
+        "FROM ingest_ledger l JOIN stores s USING (store_id) WHERE s.store = %s "
+        "AND committed_at > now() - make_interval(mins => %s) GROUP BY agent ORDER BY agent", (store, minutes))
+    rejects = db.fetch(
+        "SELECT reason, count(*) AS n, max(created_at) AS last FROM rejects r JOIN stores s USING (store_id) "
+        "WHERE s.store = %s AND created_at > now() - interval '24 hours' GROUP BY reason ORDER BY n DESC LIMIT 20",
+        (store,))
+    return {
+        "store": store, "window_minutes": minutes,
+        "antennas": [{**a, "last_read": a["last_read"].isoformat() if a["last_read"] else None,
+                      "silent": a["reads"] == 0} for a in antennas],
+        "agents": [{**a, "last_commit": a["last_commit"].isoformat(), "rows": int(a["rows"] or 0)} for a in agents],
+        "rejects_24h": [{**r, "last": r["last"].isoformat()} for r in rejects],
+    }

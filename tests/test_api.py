@@ -1,0 +1,118 @@
+"""HTTP API: authentication and roles, stores, layout, occupancy, health, token management."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.auth import create_token
+from storeflow.layout import load_layout
+from storeflow.settings import Settings
+from storeflow.store import upsert_layout
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture
+def app_db(db_url: str, mini_layout_path: Path) -> Iterator[tuple[TestClient, dict[str, str], psycopg.Connection]]:
+    """A client on the API over a database holding the mini store, and one token per role."""
+    conn = psycopg.connect(db_url)
+    upsert_layout(conn, load_layout(mini_layout_path))
+    other = load_layout(mini_layout_path).to_dict() | {"store": "other-store"}
+    from storeflow.layout import parse_layout
+
+    upsert_layout(conn, parse_layout(other))
+    tokens = {
+        "viewer": create_token(conn, "viewer", ["mini-store"])[1],
+        "analyst": create_token(conn, "analyst", ["mini-store"])[1],
+        "admin": create_token(conn, "admin", None)[1],
+        "expired": create_token(conn, "admin", None)[1],
+    }
+    conn.execute("UPDATE api_tokens SET expires_at = now() - interval '1 minute' WHERE token_id = 4")
+    conn.commit()
+    app = create_app(Settings(database_url=db_url), db_url)
+    with TestClient(app) as client:
+        yield client, tokens, conn
+    conn.close()
+
+
+def _h(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_no_token_bad_token_expired_token(app_db) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, _ = app_db
+    assert client.get("/api/v1/stores").status_code == 401
+    assert client.get("/api/v1/stores", headers=_h("sf_nope")).status_code == 401
+    r = client.get("/api/v1/stores", headers=_h(tokens["expired"]))
+    assert r.status_code == 401 and "expired" in r.json()["detail"]
+
+
+def test_viewer_sees_only_granted_stores(app_db) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, _ = app_db
+    stores = client.get("/api/v1/stores", headers=_h(tokens["viewer"])).json()
+    assert [s["store"] for s in stores] == ["mini-store"]
+    assert client.get("/api/v1/stores/other-store/layout", headers=_h(tokens["viewer"])).status_code == 403
+    admin = client.get("/api/v1/stores", headers=_h(tokens["admin"])).json()
+    assert [s["store"] for s in admin] == ["mini-store", "other-store"]
+    assert client.get("/api/v1/stores/nope/layout", headers=_h(tokens["admin"])).status_code == 404
+
+
+def test_layout_round_trips(app_db) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, _ = app_db
+    lay = client.get("/api/v1/stores/mini-store/layout", headers=_h(tokens["viewer"])).json()
+    assert lay["store"] == "mini-store" and [z["zone"] for z in lay["zones"]][:3] == ["C01", "C02", "C03"]
+
+
+def test_token_management_is_admin_only(app_db) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, _ = app_db
+    for role in ("viewer", "analyst"):
+        assert client.get("/api/v1/tokens", headers=_h(tokens[role])).status_code == 403
+        assert client.post("/api/v1/tokens", json={"role": "admin"}, headers=_h(tokens[role])).status_code == 403
+    r = client.post("/api/v1/tokens", json={"role": "viewer", "stores": ["mini-store"]}, headers=_h(tokens["admin"]))
+    assert r.status_code == 201
+    new = r.json()
+    assert client.get("/api/v1/stores", headers=_h(new["token"])).status_code == 200
+    listed = client.get("/api/v1/tokens", headers=_h(tokens["admin"])).json()
+    assert all("token" not in t and "token_hash" not in t for t in listed)
+    assert client.delete(f"/api/v1/tokens/{new['token_id']}", headers=_h(tokens["admin"])).status_code == 200
+    assert client.get("/api/v1/stores", headers=_h(new["token"])).status_code == 401
+    bad = client.post("/api/v1/tokens", json={"role": "root"}, headers=_h(tokens["admin"]))
+    assert bad.status_code == 422 and "role" in bad.json()["detail"]
+    unknown = client.post("/api/v1/tokens", json={"role": "viewer", "stores": ["zzz"]}, headers=_h(tokens["admin"]))
+    assert unknown.status_code == 400 and "zzz" in unknown.json()["detail"]
+
+
+def test_occupancy_from_door_counts(app_db) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, conn = app_db
+    now = datetime.now(timezone.utc)
+    conn.execute("INSERT INTO door_counts (ts, store_id, door_id, entries, exits) "
+                 "SELECT %s, store_id, door_id, 12, 5 FROM doors WHERE door = 'D1' AND store_id = "
+                 "(SELECT store_id FROM stores WHERE store = 'mini-store')", (now,))
+    conn.commit()
+    occ = client.get("/api/v1/stores/mini-store/occupancy", headers=_h(tokens["viewer"])).json()
+    assert (occ["footfall"], occ["exits"], occ["occupancy"]) == (12, 5, 7)
+
+
+def test_health_lists_every_antenna(app_db) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, _ = app_db
+    h = client.get("/api/v1/stores/mini-store/health", headers=_h(tokens["viewer"])).json()
+    assert len(h["antennas"]) == 4 and all(a["silent"] for a in h["antennas"])
+    assert client.get("/api/v1/stores/mini-store/health?minutes=0", headers=_h(tokens["viewer"])).status_code == 422
+
+
+def test_dashboard_requires_login_and_serves_pages(app_db) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, _ = app_db
+    r = client.get("/counters", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert client.get(f"/login?token={tokens['viewer']}", follow_redirects=False).status_code == 303
+    page = client.get("/counters")
+    assert page.status_code == 200 and 'data-page="counters"' in page.text
+    assert client.get("/plotly.min.js").status_code == 200
+    assert client.get("/api/v1/stores").status_code == 200  # the cookie authenticates API calls too
