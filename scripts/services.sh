@@ -62,11 +62,11 @@ SRC
         cd "$BUILD_DIR"
         rm -rf src build
         apt-get source -qq --download-only timescaledb >/dev/null 2>&1
-        dpkg-source -x "$(ls -1 timescaledb_*.dsc | sort -V | tail -n1)" src >/dev/null
+        dpkg-source -x "$(ls -1 timescaledb_*.dsc | sort -V | tail -n1)" src >/dev/null 2>&1
         # The flags mirror the package's own debian/rules: Apache-2 only, no telemetry.
         cmake -S src -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPG_CONFIG="$pg_config" \
             -DAPACHE_ONLY=1 -DSEND_TELEMETRY_DEFAULT=OFF -DUSE_TELEMETRY=OFF -DREGRESS_CHECKS=OFF \
-            -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF >/dev/null
+            -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF >/dev/null 2>&1
         cmake --build build -j"$(nproc)" >/dev/null
         $SUDO cmake --install build >/dev/null
     ) || { problem "TimescaleDB build failed; see $BUILD_DIR and rerun with bash -x scripts/services.sh"; return 1; }
@@ -114,6 +114,18 @@ ensure_mosquitto() {
     say "Mosquitto is up on 127.0.0.1:$MQTT_PORT"
 }
 
+ensure_chromium() {
+    # Browser tests of the dashboard drive Debian's Chromium (no browser download at test time).
+    if command -v chromium >/dev/null; then
+        say "Chromium is installed ($(command -v chromium))"
+        return 0
+    fi
+    say "installing Chromium for the dashboard's browser tests"
+    { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+        || { problem "could not install Chromium; install it with: apt-get install chromium"; return 1; }
+}
+
 ensure_postgres && ensure_timescaledb
 ensure_mosquitto
+ensure_chromium
 exit $fail
