@@ -1,0 +1,161 @@
+"""Floor heatmaps: customer tag-seconds per cell per floor per time bucket (SPEC section 3).
+
+Each :class:`~analytics.positions.Positions` row stands for ``step_s`` seconds of one tag at one
+point; that time (clipped to ``[from_us, to_us)`` and split at bucket boundaries) is added to the
+cell holding the point, ``ix = floor(x_m / cell_m)``, ``iy = floor(y_m / cell_m)``. Only customer
+tags count (staff and asset tags are excluded before positions are even estimated).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from analytics.data import AntennaMap, Reads
+from analytics.positions import PathLossModel, Positions, estimate_positions, floor_geometry
+from storeflow.layout import Layout
+
+__all__ = ["HEAT_DTYPE", "compute_heatmap", "bin_positions"]
+
+try:
+    from analytics.config import NJIT as _NJIT  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - until analytics/config.py exists
+    _NJIT = {"cache": True, "nogil": True}
+
+HEAT_DTYPE = np.dtype([("floor", "i4"), ("bucket_us", "i8"), ("ix", "i2"), ("iy", "i2"), ("seconds", "f4")])
+
+#: Dense accumulation up to this many (bucket x cell) slots; beyond it, a sort-based reduction.
+_DENSE_MAX = 1 << 23
+
+
+@njit(**_NJIT)
+def _bin_kernel(ts_us, fl_idx, x_m, y_m, use, step_us, from_us, to_us, bucket_us, b0, cell_m,
+                nx, ny, cell_off, n_cells, out_key, out_sec):  # pragma: no cover - jit
+    """Per row and bucket piece: key = bucket_index * n_cells + cell_off[floor] + ix * ny + iy."""
+    n_out = 0
+    for r in range(ts_us.shape[0]):
+        if not use[r]:
+            continue
+        t0 = max(ts_us[r], from_us)
+        t1 = min(ts_us[r] + step_us, to_us)
+        if t0 >= t1:
+            continue
+        f = fl_idx[r]
+        ix = int(math.floor(x_m[r] / cell_m))
+        iy = int(math.floor(y_m[r] / cell_m))
+        ix = min(max(ix, 0), nx[f] - 1)
+        iy = min(max(iy, 0), ny[f] - 1)
+        cell = cell_off[f] + ix * ny[f] + iy
+        while t0 < t1:
+            bk = t0 // bucket_us
+            e = min(t1, (bk + 1) * bucket_us)
+            out_key[n_out] = (bk - b0) * n_cells + cell
+            out_sec[n_out] = (e - t0) * 1e-6
+            n_out += 1
+            t0 = e
+    return n_out
+
+
+@njit(**_NJIT)
+def _dense_sum(keys, secs, n, size):  # pragma: no cover - jit
+    grid = np.zeros(size)
+    for i in range(n):
+        grid[keys[i]] += secs[i]
+    return grid
+
+
+def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, to_us: int,
+                  bucket_s: int = 3600, customer_tags: np.ndarray | None = None) -> np.ndarray:
+    """Tag-seconds per (floor, bucket, ix, iy) of ``pos`` within ``[from_us, to_us)``; HEAT_DTYPE rows.
+
+    ``customer_tags``: tag ids to count (all when None). Rows come sorted by (floor, bucket_us, ix, iy)
+    and only cells with seconds > 0.
+    """
+    if not (isinstance(cell_m, (int, float)) and math.isfinite(cell_m) and cell_m > 0):
+        raise ValueError(f"cell_m: must be a positive number of metres, got {cell_m!r}")
+    if not (isinstance(bucket_s, (int, np.integer)) and bucket_s > 0):
+        raise ValueError(f"bucket_s: must be a positive whole number of seconds, got {bucket_s!r}")
+    from_us, to_us = int(from_us), int(to_us)
+    if to_us < from_us:
+        raise ValueError(f"to_us ({to_us}) is before from_us ({from_us})")
+    fl_num, fl_w, fl_d = floor_geometry(layout)
+    nx = np.ceil(fl_w / cell_m - 1e-9).astype(np.int64)
+    ny = np.ceil(fl_d / cell_m - 1e-9).astype(np.int64)
+    if len(nx) and max(nx.max(), ny.max()) > np.iinfo(np.int16).max:
+        raise ValueError(f"cell_m: {cell_m} m gives more than 32767 cells along a floor edge")
+    cell_off = np.zeros(len(nx) + 1, np.int64)
+    np.cumsum(nx * ny, out=cell_off[1:])
+    n_cells = int(cell_off[-1])
+    bucket_us = int(bucket_s) * 1_000_000
+    step_us = int(round(pos.step_s * 1e6))
+    if len(pos) == 0 or to_us == from_us:
+        return np.zeros(0, HEAT_DTYPE)
+    fl_idx = np.searchsorted(fl_num, pos.floor).astype(np.int64)
+    if (fl_idx >= len(fl_num)).any() or (fl_num[np.minimum(fl_idx, len(fl_num) - 1)] != pos.floor).any():
+        raise ValueError("positions.floor: a floor is not in the layout")
+    use = np.ones(len(pos), np.bool_) if customer_tags is None else np.isin(pos.tag, customer_tags)
+    b0 = from_us // bucket_us
+    n_buckets = (to_us - 1) // bucket_us - b0 + 1
+    # each row yields at most ceil(step / bucket) + 1 pieces
+    max_pieces = len(pos) * (step_us // bucket_us + 2)
+    keys = np.empty(max_pieces, np.int64)
+    secs = np.empty(max_pieces, np.float64)
+    n = _bin_kernel(pos.ts_us, fl_idx, pos.x_m, pos.y_m, use, step_us, from_us, to_us, bucket_us, b0,
+                    float(cell_m), nx, ny, cell_off, n_cells, keys, secs)
+    size = n_buckets * n_cells
+    if size <= _DENSE_MAX:
+        grid = _dense_sum(keys, secs, n, size)
+        flat = np.flatnonzero(grid > 0)
+        vals = grid[flat]
+    else:
+        k = keys[:n]
+        order = np.argsort(k, kind="stable")
+        ks = k[order]
+        starts = np.flatnonzero(np.concatenate(([True], ks[1:] != ks[:-1])))
+        flat = ks[starts]
+        vals = np.add.reduceat(secs[:n][order], starts) if n else np.zeros(0)
+        keep = vals > 0
+        flat, vals = flat[keep], vals[keep]
+    bucket_idx = flat // n_cells
+    cell = flat % n_cells
+    f = np.searchsorted(cell_off, cell, side="right") - 1
+    local = cell - cell_off[f]
+    out = np.empty(len(flat), HEAT_DTYPE)
+    out["floor"] = fl_num[f]
+    out["bucket_us"] = (b0 + bucket_idx) * bucket_us
+    out["ix"] = local // ny[f]
+    out["iy"] = local % ny[f]
+    out["seconds"] = vals
+    order = np.lexsort((out["iy"], out["ix"], out["bucket_us"], out["floor"]))
+    return out[order]
+
+
+def compute_heatmap(reads: Reads, antennas: AntennaMap, layout: Layout, customer: np.ndarray, cell_m: float,
+                    from_us: int, to_us: int, bucket_s: int = 3600, step_s: float = 1.0,
+                    model: PathLossModel | None = None) -> np.ndarray:
+    """Customer tag-seconds per cell (``cell_m`` metres) per floor per ``bucket_s`` bucket in ``[from_us, to_us)``.
+
+    ``customer``: bool per read row, True for customer tags (all reads of a tag must agree). The
+    path-loss model is learnt from all reads (staff help calibrate) unless ``model`` is given;
+    positions are estimated for customer tags only. Returns :data:`HEAT_DTYPE` rows with seconds > 0.
+    """
+    customer = np.asarray(customer)
+    if customer.dtype != np.bool_ or customer.shape != (len(reads),):
+        raise ValueError(f"customer: must be a bool array with one value per read ({len(reads)}), "
+                         f"got {customer.dtype} {customer.shape}")
+    tags, starts = reads.tag_bounds()
+    if len(reads) == 0:
+        return np.zeros(0, HEAT_DTYPE)
+    first = customer[starts[:-1]]
+    per_row = np.repeat(first, np.diff(starts))
+    if (per_row != customer).any():
+        bad = int(np.flatnonzero(per_row != customer)[0])
+        raise ValueError(f"customer: tag {int(reads.tag[bad])} is customer on some reads and not on others "
+                         f"(row {bad})")
+    cust_tags = tags[first]
+    if len(cust_tags) == 0:
+        return np.zeros(0, HEAT_DTYPE)
+    pos = estimate_positions(reads, antennas, layout, step_s=step_s, model=model, tags=cust_tags)
+    return bin_positions(pos, layout, cell_m, from_us, to_us, bucket_s)

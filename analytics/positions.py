@@ -1,0 +1,534 @@
+"""Per-tag position estimates over time from RSSI at antennas of known position.
+
+Method
+------
+1. **Path-loss model, learnt from the data** (:func:`fit_path_loss`): ``rssi_dbm = p0_dbm[a] -
+   10 * exponent * log10(d_m)`` with one reference level per antenna and one exponent per store.
+   It starts from each antenna's strong-read level (a high RSSI quantile, taken as ~1 m) and a
+   textbook indoor exponent, then alternates (EM-like): estimate positions with the current model,
+   regress every read's RSSI on the log distance from its antenna to the estimated position, refit.
+   Nothing about a particular store or RF simulator is assumed.
+2. **Per step** (``step_s``, on an epoch-aligned grid) the reads of a tag are pooled per antenna
+   (count-weighted mean dBm), the floor is the one whose antennas say "closest" most strongly, and the
+   position is a robust (Huber) weighted least-squares fit of ranges, range sigma growing with the
+   range (log-normal shadowing), with a random-walk prior at the previous estimate (so a single
+   antenna still gives a sensible point). Positions are kept inside the floor rectangle.
+3. **Presence**: a tag is present from its first read to its last read, gaps up to ``max_gap_s``
+   bridged. Steps without reads inside a presence segment are linearly interpolated; then a centred
+   moving average over ``smooth_s`` either side smooths the track (same floor only).
+
+The numba kernels are private; :func:`estimate_positions` validates input and returns
+:class:`Positions`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from analytics.data import AntennaMap, Reads
+from storeflow.layout import Layout
+
+__all__ = ["PathLossModel", "Positions", "POSITION_DTYPE", "estimate_positions", "fit_path_loss",
+           "floor_geometry"]
+
+try:  # numba flags live in one module when analytics A has created it
+    from analytics.config import NJIT as _NJIT, NJIT_PARALLEL as _NJIT_PAR  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - until analytics/config.py exists
+    _NJIT = {"cache": True, "nogil": True}
+    _NJIT_PAR = {"cache": True, "nogil": True, "parallel": True}
+
+POSITION_DTYPE = np.dtype([("tag", "i4"), ("ts_us", "i8"), ("floor", "i4"), ("x_m", "f4"), ("y_m", "f4")])
+
+#: At most this many distinct antennas are pooled per tag per step (more is a ghost storm; extras ignored).
+_MAX_ANT = 32
+_LN10 = math.log(10.0)
+
+
+@dataclass(frozen=True)
+class PathLossModel:
+    """``rssi_dbm = p0_dbm[antenna] - 10 * exponent * log10(distance_m)`` (+ shadowing of ``sigma_db``)."""
+
+    p0_dbm: np.ndarray   # float64 per antenna: RSSI at 1 m
+    exponent: float      # path-loss exponent (2 = free space)
+    sigma_db: float      # residual standard deviation of one read (dB)
+
+    def distance_m(self, antenna: np.ndarray, rssi_dbm: np.ndarray) -> np.ndarray:
+        """Distance (metres) the model assigns to reads of ``rssi_dbm`` at ``antenna``."""
+        return 10.0 ** ((self.p0_dbm[antenna] - rssi_dbm) / (10.0 * self.exponent))
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Estimated positions, one row per tag per step while the tag is present, sorted by (tag, ts_us).
+
+    A row at ``ts_us`` stands for the interval ``[ts_us, ts_us + step_s)``.
+    """
+
+    tag: np.ndarray     # int32
+    ts_us: np.ndarray   # int64: start of the step (epoch microseconds, multiple of step_s)
+    floor: np.ndarray   # int32: floor number (as in the layout)
+    x_m: np.ndarray     # float32: metres from the floor's left edge
+    y_m: np.ndarray     # float32: metres from the floor's bottom edge
+    step_s: float
+    model: PathLossModel
+
+    def __len__(self) -> int:
+        return int(self.tag.shape[0])
+
+    def to_records(self) -> np.ndarray:
+        """The rows as one structured array of :data:`POSITION_DTYPE`."""
+        out = np.empty(len(self), POSITION_DTYPE)
+        for name in POSITION_DTYPE.names:
+            out[name] = getattr(self, name)
+        return out
+
+
+def floor_geometry(layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(floor numbers sorted, width_m, depth_m) of the layout's floors; kernels use the dense index."""
+    fl = sorted(layout.floors, key=lambda f: f.floor)
+    return (np.array([f.floor for f in fl], np.int32), np.array([f.width_m for f in fl], np.float64),
+            np.array([f.depth_m for f in fl], np.float64))
+
+
+# --------------------------------------------------------------------------------------------------
+# kernels
+
+
+@njit(**_NJIT)
+def _solve_step(ax, ay, dist, wt, m, has_prior, qx, qy, qw, iters, huber_c):  # pragma: no cover - jit
+    """Robust weighted least squares on ranges with an isotropic prior; returns (x, y)."""
+    sw = 0.0
+    sx = 0.0
+    sy = 0.0
+    for j in range(m):
+        sw += wt[j]
+        sx += wt[j] * ax[j]
+        sy += wt[j] * ay[j]
+    if has_prior:
+        sw += qw
+        sx += qw * qx
+        sy += qw * qy
+    x = sx / sw
+    y = sy / sw
+    for _ in range(iters):
+        h11 = 0.0
+        h12 = 0.0
+        h22 = 0.0
+        g1 = 0.0
+        g2 = 0.0
+        for j in range(m):
+            dx = x - ax[j]
+            dy = y - ay[j]
+            r = math.sqrt(dx * dx + dy * dy)
+            if r < 1e-6:
+                continue  # at the antenna: the range gradient has no direction
+            res = r - dist[j]
+            w = wt[j]
+            z = abs(res) * math.sqrt(w)
+            if z > huber_c:
+                w *= huber_c / z
+            jx = dx / r
+            jy = dy / r
+            h11 += w * jx * jx
+            h12 += w * jx * jy
+            h22 += w * jy * jy
+            g1 += w * jx * res
+            g2 += w * jy * res
+        if has_prior:
+            h11 += qw
+            h22 += qw
+            g1 += qw * (x - qx)
+            g2 += qw * (y - qy)
+        mu = 1e-3 * (h11 + h22) + 1e-9
+        h11 += mu
+        h22 += mu
+        det = h11 * h22 - h12 * h12
+        if det <= 0.0:
+            break
+        sx = -(h22 * g1 - h12 * g2) / det
+        sy = -(h11 * g2 - h12 * g1) / det
+        x += sx
+        y += sy
+        if sx * sx + sy * sy < 1e-6:
+            break
+    return x, y
+
+
+@njit(**_NJIT_PAR)
+def _count_steps(ts_us, starts, active, step_us, gap_us):  # pragma: no cover - jit
+    """Rows each tag will get: steps covered by its presence segments."""
+    nt = starts.shape[0] - 1
+    out = np.zeros(nt, np.int64)
+    for i in prange(nt):
+        a = starts[i]
+        b = starts[i + 1]
+        if not active[i] or a == b:
+            continue
+        k0 = ts_us[a] // step_us
+        kprev = k0
+        tprev = ts_us[a]
+        total = 0
+        for r in range(a + 1, b):
+            t = ts_us[r]
+            k = t // step_us
+            if t - tprev > gap_us:
+                total += kprev - k0 + 1
+                k0 = k
+            kprev = k
+            tprev = t
+        out[i] = total + kprev - k0 + 1
+    return out
+
+
+@njit(**_NJIT)
+def _finish_segment(ox, oy, of, valid, r0, n, half):  # pragma: no cover - jit
+    """Interpolate steps without reads, then centred moving average (same floor) over +-half steps."""
+    last = -1
+    for j in range(r0, r0 + n):
+        if valid[j]:
+            if last >= 0 and j - last > 1:
+                same = of[last] == of[j]
+                for q in range(last + 1, j):
+                    if same:
+                        f = (q - last) / (j - last)
+                        ox[q] = ox[last] + f * (ox[j] - ox[last])
+                        oy[q] = oy[last] + f * (oy[j] - oy[last])
+                    else:
+                        ox[q] = ox[last]
+                        oy[q] = oy[last]
+                    of[q] = of[last]
+            last = j
+    if half <= 0 or n < 2:
+        return
+    sxv = np.empty(n)
+    syv = np.empty(n)
+    for j in range(n):
+        f = of[r0 + j]
+        cx = 0.0
+        cy = 0.0
+        c = 0
+        lo = max(0, j - half)
+        hi = min(n - 1, j + half)
+        for q in range(lo, hi + 1):
+            if of[r0 + q] == f:
+                cx += ox[r0 + q]
+                cy += oy[r0 + q]
+                c += 1
+        sxv[j] = cx / c
+        syv[j] = cy / c
+    for j in range(n):
+        ox[r0 + j] = sxv[j]
+        oy[r0 + j] = syv[j]
+
+
+@njit(**_NJIT_PAR)
+def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
+                      ant_x, ant_y, ant_fl, p0, exponent, sigma_db, fl_w, fl_d,
+                      step_us, gap_us, half, speed_mps, d_min, d_max, iters, huber_c,
+                      out_ts, out_fl, out_x, out_y, read_row, want_rows):  # pragma: no cover - jit
+    nt = starts.shape[0] - 1
+    n_fl = fl_w.shape[0]
+    step_s = step_us * 1e-6
+    k_sig = _LN10 * sigma_db / (10.0 * exponent)
+    for i in prange(nt):
+        a = starts[i]
+        b = starts[i + 1]
+        if not active[i] or a == b:
+            continue
+        valid = np.zeros(row_off[i + 1] - row_off[i], np.bool_)
+        base = row_off[i]
+        ids = np.empty(_MAX_ANT, np.int64)
+        sc = np.empty(_MAX_ANT)
+        src = np.empty(_MAX_ANT)
+        ax = np.empty(_MAX_ANT)
+        ay = np.empty(_MAX_ANT)
+        dd = np.empty(_MAX_ANT)
+        ww = np.empty(_MAX_ANT)
+        fscore = np.zeros(n_fl)
+        row = base          # next free row of this tag
+        seg_row0 = base
+        k_first = ts_us[a] // step_us
+        tprev = ts_us[a]
+        has_prior = False
+        qx = 0.0
+        qy = 0.0
+        qf = -1
+        qk = 0
+        r = a
+        while r < b:
+            t = ts_us[r]
+            k = t // step_us
+            if r > a and t - tprev > gap_us:  # close the segment, open a new one
+                n_seg = row - seg_row0
+                _finish_segment(out_x[base:], out_y[base:], out_fl[base:], valid, seg_row0 - base, n_seg, half)
+                seg_row0 = row
+                k_first = k
+                has_prior = False
+            # pool the reads of step k per antenna
+            m = 0
+            r2 = r
+            while r2 < b and ts_us[r2] // step_us == k:
+                an = antenna[r2]
+                c = count[r2]
+                j = 0
+                while j < m and ids[j] != an:
+                    j += 1
+                if j == m:
+                    if m < _MAX_ANT:
+                        ids[m] = an
+                        sc[m] = 0.0
+                        src[m] = 0.0
+                        m += 1
+                    else:
+                        j = -1
+                if j >= 0:
+                    sc[j] += c
+                    src[j] += c * rssi[r2]
+                r2 += 1
+            cur = seg_row0 + (k - k_first)
+            if want_rows:
+                for q in range(r, r2):
+                    read_row[q] = cur
+            tprev = ts_us[r2 - 1]
+            r = r2
+            # ranges and weights; floor = the one whose antennas say "close" most strongly
+            for f in range(n_fl):
+                fscore[f] = 0.0
+            for j in range(m):
+                an = ids[j]
+                d = 10.0 ** ((p0[an] - src[j] / sc[j]) / (10.0 * exponent))
+                d = min(max(d, d_min), d_max)
+                dd[j] = d
+                sig = d * k_sig / math.sqrt(sc[j]) + 0.25
+                ww[j] = 1.0 / (sig * sig)
+                fscore[ant_fl[an]] += math.sqrt(sc[j]) / (d * d)
+            best = 0
+            for f in range(1, n_fl):
+                if fscore[f] > fscore[best]:
+                    best = f
+            mm = 0
+            for j in range(m):
+                an = ids[j]
+                if ant_fl[an] == best:
+                    ax[mm] = ant_x[an]
+                    ay[mm] = ant_y[an]
+                    dd[mm] = dd[j]
+                    ww[mm] = ww[j]
+                    mm += 1
+            use_prior = has_prior and qf == best
+            qw = 0.0
+            if use_prior:
+                sq = speed_mps * (k - qk) * step_s + 0.5
+                qw = 1.0 / (sq * sq)
+            x, y = _solve_step(ax, ay, dd, ww, mm, use_prior, qx, qy, qw, iters, huber_c)
+            x = min(max(x, 0.0), fl_w[best] * 0.999999)
+            y = min(max(y, 0.0), fl_d[best] * 0.999999)
+            for q in range(row, cur):  # steps without reads since the last estimate
+                out_ts[q] = (k_first + (q - seg_row0)) * step_us
+            out_ts[cur] = k * step_us
+            out_fl[cur] = best
+            out_x[cur] = x
+            out_y[cur] = y
+            valid[cur - base] = True
+            row = cur + 1
+            has_prior = True
+            qx = x
+            qy = y
+            qf = best
+            qk = k
+        _finish_segment(out_x[base:], out_y[base:], out_fl[base:], valid, seg_row0 - base, row - seg_row0, half)
+
+
+# --------------------------------------------------------------------------------------------------
+# public API
+
+
+@dataclass(frozen=True)
+class _Params:
+    step_us: int
+    gap_us: int
+    half: int
+    speed_mps: float
+    d_min: float
+    d_max: float
+    iters: int
+    huber_c: float
+
+
+def _validate(reads: Reads, antennas: AntennaMap, layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    n = len(reads)
+    for name, dt in (("tag", np.int32), ("ts_us", np.int64), ("antenna", np.int32), ("rssi_dbm", np.float32),
+                     ("count", np.int32)):
+        arr = getattr(reads, name)
+        if not isinstance(arr, np.ndarray) or arr.ndim != 1 or arr.shape[0] != n:
+            raise ValueError(f"reads.{name}: must be a 1-D array of length {n}")
+        if arr.dtype != dt:
+            raise ValueError(f"reads.{name}: dtype must be {np.dtype(dt).name}, got {arr.dtype}")
+    if n:
+        if not np.isfinite(reads.rssi_dbm).all():
+            bad = int(np.flatnonzero(~np.isfinite(reads.rssi_dbm))[0])
+            raise ValueError(f"reads.rssi_dbm: not finite at row {bad}")
+        na = len(antennas)
+        if reads.antenna.min() < 0 or reads.antenna.max() >= na:
+            bad = int(np.flatnonzero((reads.antenna < 0) | (reads.antenna >= na))[0])
+            raise ValueError(f"reads.antenna: row {bad} refers to antenna {int(reads.antenna[bad])}, "
+                             f"the antenna map has {na}")
+        if (reads.count < 1).any():
+            bad = int(np.flatnonzero(reads.count < 1)[0])
+            raise ValueError(f"reads.count: must be >= 1, row {bad} has {int(reads.count[bad])}")
+        dt_ = np.diff(reads.tag)
+        bad_order = (dt_ < 0) | ((dt_ == 0) & (np.diff(reads.ts_us) < 0))
+        if bad_order.any():
+            bad = int(np.flatnonzero(bad_order)[0]) + 1
+            raise ValueError(f"reads: not sorted by (tag, ts_us) at row {bad} (use Reads.sorted_from)")
+    fl_num, fl_w, fl_d = floor_geometry(layout)
+    idx = {int(f): i for i, f in enumerate(fl_num)}
+    try:
+        ant_fl = np.array([idx[int(f)] for f in antennas.floor], np.int64)
+    except KeyError as e:
+        raise ValueError(f"antennas.floor: floor {e.args[0]} is not in layout {layout.store!r}") from None
+    return fl_num, fl_w, fl_d, ant_fl
+
+
+def _run(reads: Reads, antennas: AntennaMap, fl_w: np.ndarray, fl_d: np.ndarray, ant_fl: np.ndarray,
+         model: PathLossModel, p: _Params, active_tags: np.ndarray | None, want_rows: bool):
+    tags, starts = reads.tag_bounds()
+    active = np.ones(len(tags), np.bool_) if active_tags is None else active_tags
+    counts = _count_steps(reads.ts_us, starts, active, p.step_us, p.gap_us)
+    row_off = np.zeros(len(tags) + 1, np.int64)
+    np.cumsum(counts, out=row_off[1:])
+    n = int(row_off[-1])
+    out_ts = np.empty(n, np.int64)
+    out_fl = np.empty(n, np.int32)
+    out_x = np.empty(n, np.float32)
+    out_y = np.empty(n, np.float32)
+    read_row = np.full(len(reads) if want_rows else 0, -1, np.int64)
+    if n:
+        _positions_kernel(reads.ts_us, reads.antenna, reads.rssi_dbm, reads.count, starts, active, row_off,
+                          antennas.x_m.astype(np.float64), antennas.y_m.astype(np.float64), ant_fl,
+                          model.p0_dbm.astype(np.float64), float(model.exponent), float(model.sigma_db),
+                          fl_w, fl_d, p.step_us, p.gap_us, p.half, p.speed_mps, p.d_min, p.d_max, p.iters,
+                          p.huber_c, out_ts, out_fl, out_x, out_y, read_row, want_rows)
+    out_tag = np.repeat(tags, counts).astype(np.int32)
+    return out_tag, out_ts, out_fl, out_x, out_y, read_row
+
+
+def _params(step_s: float, max_gap_s: float, smooth_s: float, speed_mps: float, fl_w: np.ndarray,
+            fl_d: np.ndarray) -> _Params:
+    if not (math.isfinite(step_s) and step_s > 0):
+        raise ValueError(f"step_s: must be a positive number of seconds, got {step_s!r}")
+    if not (math.isfinite(max_gap_s) and max_gap_s >= 0):
+        raise ValueError(f"max_gap_s: must be >= 0 seconds, got {max_gap_s!r}")
+    if not (math.isfinite(smooth_s) and smooth_s >= 0):
+        raise ValueError(f"smooth_s: must be >= 0 seconds, got {smooth_s!r}")
+    step_us = int(round(step_s * 1e6))
+    if step_us < 1:
+        raise ValueError(f"step_s: must be at least 1 microsecond, got {step_s!r}")
+    if max_gap_s < step_s:
+        raise ValueError(f"max_gap_s: must be at least step_s ({step_s} s), got {max_gap_s!r}")
+    diag = float(np.max(np.hypot(fl_w, fl_d))) if len(fl_w) else 1.0
+    return _Params(step_us, int(round(max_gap_s * 1e6)), int(round(smooth_s / step_s)), float(speed_mps),
+                   0.5, diag, 8, 2.0)
+
+
+def _initial_model(reads: Reads, n_ant: int) -> PathLossModel:
+    """Each antenna's 95th-percentile RSSI taken as its 1 m level; indoor exponent 2.5."""
+    p0 = np.full(n_ant, np.nan)
+    if len(reads):
+        order = np.argsort(reads.antenna, kind="stable")
+        a_sorted = reads.antenna[order]
+        bounds = np.searchsorted(a_sorted, np.arange(n_ant + 1))
+        r_sorted = reads.rssi_dbm[order]
+        for a in range(n_ant):
+            seg = r_sorted[bounds[a]:bounds[a + 1]]
+            if len(seg):
+                p0[a] = float(np.quantile(seg, 0.95))
+    fallback = float(np.nanmedian(p0)) if np.isfinite(p0).any() else -40.0
+    p0[~np.isfinite(p0)] = fallback
+    return PathLossModel(p0, 2.5, 6.0)
+
+
+def _subsample_tags(reads: Reads, max_reads: int) -> np.ndarray:
+    """Active mask over tags: an evenly spread subset with at most ~max_reads reads."""
+    tags, starts = reads.tag_bounds()
+    per_tag = np.diff(starts)
+    if per_tag.sum() <= max_reads:
+        return np.ones(len(tags), np.bool_)
+    stride = max(1, int(math.ceil(per_tag.sum() / max_reads)))
+    active = np.zeros(len(tags), np.bool_)
+    active[::stride] = True
+    return active
+
+
+def fit_path_loss(reads: Reads, antennas: AntennaMap, layout: Layout, iterations: int = 4,
+                  max_reads: int = 1_000_000, step_s: float = 1.0) -> PathLossModel:
+    """Learn the store's path-loss model from its own reads (self-consistent, EM-like).
+
+    Alternates position estimation with a least-squares fit of RSSI (dBm) on log10 distance
+    (metres): one reference level per antenna, one exponent, on a spread subset of at most
+    ``max_reads`` reads. Antennas without reads get the median reference level.
+    """
+    fl_num, fl_w, fl_d, ant_fl = _validate(reads, antennas, layout)
+    model = _initial_model(reads, len(antennas))
+    if len(reads) == 0:
+        return model
+    active = _subsample_tags(reads, max_reads)
+    p = _params(step_s, 30.0, 2.0, 1.2, fl_w, fl_d)
+    ax = antennas.x_m.astype(np.float64)
+    ay = antennas.y_m.astype(np.float64)
+    for _ in range(iterations):
+        _, _, ofl, ox, oy, rrow = _run(reads, antennas, fl_w, fl_d, ant_fl, model, p, active, True)
+        sel = rrow >= 0
+        rows = rrow[sel]
+        an = reads.antenna[sel]
+        same_floor = ofl[rows] == ant_fl[an]
+        rows, an = rows[same_floor], an[same_floor]
+        rssi = reads.rssi_dbm[sel][same_floor].astype(np.float64)
+        w = reads.count[sel][same_floor].astype(np.float64)
+        if len(rows) < 10:
+            break
+        d = np.hypot(ox[rows] - ax[an], oy[rows] - ay[an])
+        lg = np.log10(np.maximum(d, p.d_min))
+        na = len(antennas)
+        sw = np.bincount(an, w, na)
+        ok = sw > 0
+        mean_l = np.where(ok, np.bincount(an, w * lg, na) / np.where(ok, sw, 1), 0)
+        mean_r = np.where(ok, np.bincount(an, w * rssi, na) / np.where(ok, sw, 1), 0)
+        cl = lg - mean_l[an]
+        cr = rssi - mean_r[an]
+        den = float(np.sum(w * cl * cl))
+        if den <= 0:
+            break
+        exponent = float(np.clip(-np.sum(w * cl * cr) / (10.0 * den), 1.5, 5.0))
+        p0 = np.where(ok, mean_r + 10.0 * exponent * mean_l, np.nan)
+        p0[~ok] = np.nanmedian(p0) if ok.any() else model.p0_dbm[~ok]
+        resid = cr + 10.0 * exponent * cl
+        sigma = float(np.sqrt(np.sum(w * resid * resid) / np.sum(w)))
+        model = PathLossModel(p0, exponent, float(np.clip(sigma, 1.0, 20.0)))
+    return model
+
+
+def estimate_positions(reads: Reads, antennas: AntennaMap, layout: Layout, step_s: float = 1.0,
+                       model: PathLossModel | None = None, max_gap_s: float = 30.0, smooth_s: float = 2.0,
+                       speed_mps: float = 1.2, tags: np.ndarray | None = None) -> Positions:
+    """Position of every tag (or only ``tags``) on each ``step_s`` step while it is present.
+
+    ``model`` defaults to :func:`fit_path_loss` on these reads. Presence: first to last read, gaps up
+    to ``max_gap_s`` bridged (interpolated). ``smooth_s``: half-width of the moving average (seconds).
+    ``speed_mps``: walking speed of the random-walk prior (metres per second).
+    """
+    fl_num, fl_w, fl_d, ant_fl = _validate(reads, antennas, layout)
+    p = _params(step_s, max_gap_s, smooth_s, speed_mps, fl_w, fl_d)
+    if model is None:
+        model = fit_path_loss(reads, antennas, layout, step_s=step_s)
+    elif model.p0_dbm.shape != (len(antennas),):
+        raise ValueError(f"model.p0_dbm: needs one value per antenna ({len(antennas)}), got {model.p0_dbm.shape}")
+    active = None
+    if tags is not None:
+        active = np.isin(reads.tag_bounds()[0], np.asarray(tags))
+    out_tag, out_ts, ofl, ox, oy, _ = _run(reads, antennas, fl_w, fl_d, ant_fl, model, p, active, False)
+    return Positions(out_tag, out_ts, fl_num[ofl] if len(ofl) else ofl, ox, oy, step_s, model)
