@@ -1,0 +1,609 @@
+"""Zone presence: which zone (or none: aisle, outside) each tag is in, over time.
+
+Method: a per-tag hidden Markov model decoded with Viterbi on fixed time steps (``step_s``, 1 s).
+
+* States: ``none`` (aisle / outside / anywhere no antenna is installed for) and every zone that
+  has at least one antenna installed for it.
+* Observation of one step: for each antenna, whether it read the tag in that step and, if so, the
+  strongest RSSI (dBm). Duplicates and aggregated rows (``count`` > 1) collapse into one detection.
+* Emission: per (state, antenna) a detection probability ``p`` (a missed read is evidence too) and a
+  Gaussian RSSI model (mean, sd) mixed with a small uniform outlier component, so that one multipath
+  ghost read cannot outweigh the transition costs of a spurious zone change.
+* Transitions: a sparse graph from the layout. A zone state can stay, go to ``none`` or go straight
+  to a zone whose polygon is within :data:`ADJACENT_M` of it (neighbouring counters); ``none`` can
+  go anywhere.
+* Everything is learnt from the store's own data (:func:`fit_presence_model`), never from a sample
+  store: a two-component RSSI mixture per antenna separates "tag in the antenna's own zone" from
+  "tag elsewhere"; read continuity gives the in-zone detection rate; the layout's antenna-to-zone
+  distances with a free-space path-loss slope give the starting RSSI means of the other zones;
+  then a few rounds of hard EM (Viterbi training) re-estimate every emission and transition
+  parameter from the decoded paths, shrunk towards those starting values where data are thin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from analytics.config import NJIT, NJIT_PARALLEL
+from analytics.data import AntennaMap, Reads, ZoneMap
+
+__all__ = ["PresenceModel", "Presence", "fit_presence_model", "zone_presence", "segment_reads",
+           "zone_adjacency", "ADJACENT_M"]
+
+#: Zones whose polygons are closer than this are neighbours a tag can walk between directly (m):
+#: one walking step.
+ADJACENT_M = 1.0
+#: Prior mean stay in a state and mean time between zone changes before EM refines them (s).
+_PRIOR_STAY_S = 30.0
+#: Free-space path-loss exponent: only used to seed the RSSI means of non-own zones before EM.
+_PATH_LOSS_EXPONENT = 2.0
+#: Weight of the uniform outlier component of the RSSI model (multipath ghosts, reflections).
+_OUTLIER_W = 0.02
+#: Pseudo-counts (steps / detections) of the starting values when EM re-estimates parameters.
+_PRIOR_STEPS = 30.0
+_PRIOR_DETECTIONS = 10.0
+_P_MIN, _P_MAX = 1e-4, 0.99
+_SD_MIN_DB = 1.0
+
+
+@dataclass(frozen=True)
+class PresenceModel:
+    """HMM parameters for one store (S states x A antennas). State 0 is ``none``."""
+
+    state_zone: np.ndarray    # int32 (S,): zone index of each state; -1 for state 0 (none)
+    p_detect: np.ndarray      # float64 (S, A): P(antenna reads the tag within one step | state)
+    mu_dbm: np.ndarray        # float64 (S, A): mean strongest RSSI of a step's detections
+    sd_db: np.ndarray         # float64 (S, A)
+    trans: np.ndarray         # float64 (S, S): transition probabilities per step (0 = not allowed)
+    rssi_span_db: float       # width of the uniform outlier component (dB)
+    step_s: float             # time step (s)
+
+    @property
+    def n_states(self) -> int:
+        return int(self.state_zone.shape[0])
+
+
+@dataclass(frozen=True)
+class Presence:
+    """Presence spans: tag ``tag[i]`` was in zone ``zone[i]`` (-1: none) during [start_us, end_us).
+
+    Sorted by (tag, start_us); spans of one tag never overlap. Consecutive spans of one tag with
+    the same zone are merged; long read gaps (> segment gap) leave holes with no span.
+    """
+
+    tag: np.ndarray        # int32
+    zone: np.ndarray       # int32 zone index, -1 none
+    start_us: np.ndarray   # int64
+    end_us: np.ndarray     # int64
+
+    def __len__(self) -> int:
+        return int(self.tag.shape[0])
+
+    def zones_only(self) -> Presence:
+        """The spans placed in a zone (drops the ``none`` spans)."""
+        keep = self.zone >= 0
+        return Presence(self.tag[keep], self.zone[keep], self.start_us[keep], self.end_us[keep])
+
+
+# ---------------------------------------------------------------------------------------------
+# geometry (from the layout)
+
+def _points_in_polygon(px: np.ndarray, py: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    inside = np.zeros(px.shape, bool)
+    n = len(poly)
+    for i in range(n):
+        x1, y1 = poly[i]
+        x2, y2 = poly[(i + 1) % n]
+        crosses = (y1 > py) != (y2 > py)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xint = (x2 - x1) * (py - y1) / (y2 - y1) + x1
+        inside ^= crosses & (px < xint)
+    return inside
+
+
+def _zone_samples(poly: np.ndarray, spacing_m: float = 0.25) -> np.ndarray:
+    """Points on a regular grid inside a polygon (its vertices' mean when it is too thin)."""
+    lo, hi = poly.min(axis=0), poly.max(axis=0)
+    xs = np.arange(lo[0] + spacing_m / 2, hi[0], spacing_m)
+    ys = np.arange(lo[1] + spacing_m / 2, hi[1], spacing_m)
+    gx, gy = np.meshgrid(xs, ys)
+    gx, gy = gx.ravel(), gy.ravel()
+    ins = _points_in_polygon(gx, gy, poly)
+    if not ins.any():
+        return poly.mean(axis=0, keepdims=True)
+    return np.column_stack((gx[ins], gy[ins]))
+
+
+def _boundary_samples(poly: np.ndarray, spacing_m: float = 0.25) -> np.ndarray:
+    pts = []
+    for i in range(len(poly)):
+        a, b = poly[i], poly[(i + 1) % len(poly)]
+        k = max(1, int(np.ceil(np.hypot(*(b - a)) / spacing_m)))
+        t = np.arange(k)[:, None] / k
+        pts.append(a + t * (b - a))
+    return np.vstack(pts)
+
+
+def zone_adjacency(zones: ZoneMap, max_gap_m: float = ADJACENT_M) -> np.ndarray:
+    """bool (Z, Z): zones on the same floor whose polygons are closer than ``max_gap_m`` (metres)."""
+    nz = len(zones)
+    adj = np.zeros((nz, nz), bool)
+    bounds = [_boundary_samples(zones.polygon(i)) for i in range(nz)]
+    for i in range(nz):
+        for j in range(i + 1, nz):
+            if zones.floor[i] != zones.floor[j]:
+                continue
+            d = np.sqrt(((bounds[i][:, None, :] - bounds[j][None, :, :]) ** 2).sum(-1)).min()
+            adj[i, j] = adj[j, i] = d < max_gap_m
+    return adj
+
+
+def _antenna_zone_distance(antennas: AntennaMap, zones: ZoneMap) -> np.ndarray:
+    """float64 (Z, A): mean distance from each antenna to the points of each zone (m; inf other floor)."""
+    out = np.full((len(zones), len(antennas)), np.inf)
+    for z in range(len(zones)):
+        pts = _zone_samples(zones.polygon(z))
+        for a in range(len(antennas)):
+            if antennas.floor[a] == zones.floor[z]:
+                out[z, a] = np.hypot(pts[:, 0] - antennas.x_m[a], pts[:, 1] - antennas.y_m[a]).mean()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# segmentation and per-step observations
+
+def segment_reads(reads: Reads, segment_gap_s: float) -> np.ndarray:
+    """int64 offsets (n_segments + 1): a segment is one tag's reads without a gap > segment_gap_s."""
+    n = len(reads)
+    if n == 0:
+        return np.zeros(1, np.int64)
+    brk = (np.diff(reads.tag) != 0) | (np.diff(reads.ts_us) > int(segment_gap_s * 1e6))
+    return np.concatenate(([0], np.flatnonzero(brk) + 1, [n])).astype(np.int64)
+
+
+@numba.njit(**NJIT)
+def _segment_obs(ts_us, antenna, rssi, r0, r1, step_us, n_ant, obs_step, obs_ant, obs_rssi, last_step, last_pos):
+    """Collapse reads [r0, r1) into per-(step, antenna) strongest RSSI; returns the obs count.
+
+    ``last_step`` / ``last_pos`` are (n_ant,) scratch arrays (last_step must hold -1 on entry and
+    is restored to -1 on exit).
+    """
+    t0 = ts_us[r0]
+    m = 0
+    for r in range(r0, r1):
+        k = (ts_us[r] - t0) // step_us
+        a = antenna[r]
+        if last_step[a] == k:
+            p = last_pos[a]
+            if rssi[r] > obs_rssi[p]:
+                obs_rssi[p] = rssi[r]
+        else:
+            last_step[a] = k
+            last_pos[a] = m
+            obs_step[m] = k
+            obs_ant[m] = a
+            obs_rssi[m] = rssi[r]
+            m += 1
+    for i in range(m):
+        last_step[obs_ant[i]] = -1
+    return m
+
+
+@numba.njit(**NJIT)
+def _viterbi_segment(n_steps, obs_step, obs_ant, obs_rssi, n_obs, base, delta, mu, inv_sd, log_norm,
+                     outlier_ll, pred_ptr, pred_idx, pred_logp, out_state):
+    """Decode one segment into out_state[:n_steps]; returns the best log-likelihood."""
+    n_s = base.shape[0]
+    score = np.empty(n_s)
+    new = np.empty(n_s)
+    em = np.empty(n_s)
+    back = np.empty((n_steps, n_s), np.int16)
+    o = 0
+    for k in range(n_steps):
+        for s in range(n_s):
+            em[s] = base[s]
+        while o < n_obs and obs_step[o] == k:
+            a = obs_ant[o]
+            r = obs_rssi[o]
+            for s in range(n_s):
+                z = (r - mu[s, a]) * inv_sd[s, a]
+                g = log_norm[s, a] - 0.5 * z * z
+                # log(exp(g) + exp(outlier_ll)) without overflow
+                if g > outlier_ll:
+                    ll = g + np.log1p(np.exp(outlier_ll - g))
+                else:
+                    ll = outlier_ll + np.log1p(np.exp(g - outlier_ll))
+                em[s] += delta[s, a] + ll
+            o += 1
+        if k == 0:
+            for s in range(n_s):
+                # uniform start over states
+                score[s] = em[s]
+                back[0, s] = s
+        else:
+            for s in range(n_s):
+                best = -np.inf
+                arg = s
+                for e in range(pred_ptr[s], pred_ptr[s + 1]):
+                    v = score[pred_idx[e]] + pred_logp[e]
+                    if v > best:
+                        best = v
+                        arg = pred_idx[e]
+                new[s] = best + em[s]
+                back[k, s] = arg
+            for s in range(n_s):
+                score[s] = new[s]
+    best = -np.inf
+    arg = 0
+    for s in range(n_s):
+        if score[s] > best:
+            best = score[s]
+            arg = s
+    for k in range(n_steps - 1, -1, -1):
+        out_state[k] = arg
+        arg = back[k, arg]
+    return best
+
+
+@numba.njit(**NJIT_PARALLEL)
+def _decode_all(ts_us, antenna, rssi, seg_off, step_off, step_us, n_ant, base, delta, mu, inv_sd, log_norm,
+                outlier_ll, pred_ptr, pred_idx, pred_logp, n_blocks, want_stats):
+    """Viterbi over every segment (prange over blocks of segments).
+
+    Returns the decoded state of every step (segments concatenated per ``step_off``) and, when
+    ``want_stats``, per-block sufficient statistics for EM:
+    steps[b, s], det[b, s, a], sum[b, s, a], sumsq[b, s, a], trans[b, s, s'].
+    """
+    n_seg = seg_off.shape[0] - 1
+    n_s = base.shape[0]
+    states = np.empty(step_off[n_seg], np.int16)
+    nb_stats = n_blocks if want_stats else 1
+    st_steps = np.zeros((nb_stats, n_s))
+    st_det = np.zeros((nb_stats, n_s, n_ant))
+    st_sum = np.zeros((nb_stats, n_s, n_ant))
+    st_sq = np.zeros((nb_stats, n_s, n_ant))
+    st_tr = np.zeros((nb_stats, n_s, n_s))
+    per = (n_seg + n_blocks - 1) // n_blocks
+    for b in numba.prange(n_blocks):
+        g0 = b * per
+        g1 = min(n_seg, g0 + per)
+        if g0 >= g1:
+            continue
+        maxr = 0
+        for g in range(g0, g1):
+            maxr = max(maxr, seg_off[g + 1] - seg_off[g])
+        obs_step = np.empty(maxr, np.int64)
+        obs_ant = np.empty(maxr, np.int32)
+        obs_rssi = np.empty(maxr, np.float64)
+        last_step = np.full(n_ant, -1, np.int64)
+        last_pos = np.zeros(n_ant, np.int64)
+        for g in range(g0, g1):
+            r0 = seg_off[g]
+            r1 = seg_off[g + 1]
+            m = _segment_obs(ts_us, antenna, rssi, r0, r1, step_us, n_ant, obs_step, obs_ant, obs_rssi,
+                             last_step, last_pos)
+            k0 = step_off[g]
+            nk = step_off[g + 1] - k0
+            out = states[k0:k0 + nk]
+            _viterbi_segment(nk, obs_step, obs_ant, obs_rssi, m, base, delta, mu, inv_sd, log_norm,
+                             outlier_ll, pred_ptr, pred_idx, pred_logp, out)
+            if want_stats:
+                for k in range(nk):
+                    st_steps[b, out[k]] += 1.0
+                    if k > 0:
+                        st_tr[b, out[k - 1], out[k]] += 1.0
+                for i in range(m):
+                    s = out[obs_step[i]]
+                    a = obs_ant[i]
+                    st_det[b, s, a] += 1.0
+                    st_sum[b, s, a] += obs_rssi[i]
+                    st_sq[b, s, a] += obs_rssi[i] * obs_rssi[i]
+    return states, st_steps, st_det, st_sum, st_sq, st_tr
+
+
+@numba.njit(**NJIT)
+def _runs(states, seg_off, step_off, seg_tag, seg_t0, step_us, state_zone):
+    """Run-length encode decoded steps into spans (tag, zone, start_us, end_us)."""
+    n_seg = seg_off.shape[0] - 1
+    n = 0
+    for g in range(n_seg):
+        k0 = step_off[g]
+        for k in range(k0, step_off[g + 1]):
+            if k == k0 or state_zone[states[k]] != state_zone[states[k - 1]]:
+                n += 1
+    tag = np.empty(n, np.int32)
+    zone = np.empty(n, np.int32)
+    start = np.empty(n, np.int64)
+    end = np.empty(n, np.int64)
+    i = -1
+    for g in range(n_seg):
+        k0 = step_off[g]
+        for k in range(k0, step_off[g + 1]):
+            t = seg_t0[g] + (k - k0) * step_us
+            z = state_zone[states[k]]
+            if k == k0 or z != state_zone[states[k - 1]]:
+                i += 1
+                tag[i] = seg_tag[g]
+                zone[i] = z
+                start[i] = t
+            end[i] = t + step_us
+    return tag, zone, start, end
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+
+def _validate(reads: Reads, antennas: AntennaMap) -> None:
+    n = len(reads)
+    for name in ("ts_us", "antenna", "rssi_dbm", "count"):
+        if getattr(reads, name).shape != (n,):
+            raise ValueError(f"reads.{name} has shape {getattr(reads, name).shape}, expected ({n},)")
+    if n == 0:
+        return
+    bad = np.flatnonzero(~np.isfinite(reads.rssi_dbm))
+    if bad.size:
+        raise ValueError(f"reads.rssi_dbm is not finite at {bad.size} row(s), first at row {bad[0]}")
+    bad = np.flatnonzero((reads.antenna < 0) | (reads.antenna >= len(antennas)))
+    if bad.size:
+        raise ValueError(f"reads.antenna out of range [0, {len(antennas)}) at row {bad[0]} "
+                         f"(value {reads.antenna[bad[0]]})")
+    unsorted = np.flatnonzero((np.diff(reads.tag) < 0)
+                              | ((np.diff(reads.tag) == 0) & (np.diff(reads.ts_us) < 0)))
+    if unsorted.size:
+        raise ValueError(f"reads are not sorted by (tag, ts_us) at row {unsorted[0] + 1}; "
+                         "use Reads.sorted_from")
+
+
+def _states(antennas: AntennaMap, zones: ZoneMap) -> np.ndarray:
+    installed = sorted({int(z) for z in antennas.zone if z >= 0 and zones.kind[int(z)] != "aisle"})
+    return np.array([-1] + installed, np.int32)
+
+
+def _step_layout(reads: Reads, seg_off: np.ndarray, step_us: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    first = seg_off[:-1]
+    last = seg_off[1:] - 1
+    t0 = reads.ts_us[first]
+    n_steps = (reads.ts_us[last] - t0) // step_us + 1
+    step_off = np.concatenate(([0], np.cumsum(n_steps))).astype(np.int64)
+    return step_off, reads.tag[first].astype(np.int32), t0.astype(np.int64)
+
+
+def _pred_graph(trans: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR of predecessors: for state j, (i, log trans[i, j]) for every allowed i."""
+    n = trans.shape[0]
+    ptr, idx, logp = [0], [], []
+    for j in range(n):
+        src = np.flatnonzero(trans[:, j] > 0)
+        idx.extend(src.tolist())
+        logp.extend(np.log(trans[src, j]).tolist())
+        ptr.append(len(idx))
+    return np.array(ptr, np.int64), np.array(idx, np.int64), np.array(logp, np.float64)
+
+
+def _emission_arrays(model: PresenceModel) -> tuple[np.ndarray, ...]:
+    p = np.clip(model.p_detect, _P_MIN, _P_MAX)
+    log_q = np.log1p(-p)
+    base = log_q.sum(axis=1)
+    delta = np.log(p) - log_q
+    sd = np.maximum(model.sd_db, _SD_MIN_DB)
+    # mixture weights folded into the two log terms
+    log_norm = np.log1p(-_OUTLIER_W) - np.log(sd * np.sqrt(2 * np.pi))
+    outlier_ll = float(np.log(_OUTLIER_W / model.rssi_span_db))
+    return base, delta, model.mu_dbm.astype(np.float64), 1.0 / sd, log_norm, outlier_ll
+
+
+def _run_decode(reads: Reads, model: PresenceModel, seg_off: np.ndarray, want_stats: bool,
+                n_blocks: int | None = None):
+    step_us = int(round(model.step_s * 1e6))
+    step_off, seg_tag, seg_t0 = _step_layout(reads, seg_off, step_us)
+    base, delta, mu, inv_sd, log_norm, outlier_ll = _emission_arrays(model)
+    pred_ptr, pred_idx, pred_logp = _pred_graph(model.trans)
+    n_seg = len(seg_off) - 1
+    nb = n_blocks or max(1, min(n_seg, 8 * numba.get_num_threads()))
+    res = _decode_all(reads.ts_us, reads.antenna, reads.rssi_dbm.astype(np.float64), seg_off, step_off,
+                      step_us, model.p_detect.shape[1], base, delta, mu, inv_sd, log_norm, outlier_ll,
+                      pred_ptr, pred_idx, pred_logp, nb, want_stats)
+    return res, step_off, seg_tag, seg_t0, step_us
+
+
+def zone_presence(reads: Reads, model: PresenceModel, antennas: AntennaMap, segment_gap_s: float) -> Presence:
+    """Decode every tag's reads into presence spans with a fitted :class:`PresenceModel`.
+
+    ``segment_gap_s``: a tag's reads separated by more than this (seconds; the trip gap) are
+    decoded independently and the gap gets no span.
+    """
+    _validate(reads, antennas)
+    if model.p_detect.shape[1] != len(antennas):
+        raise ValueError(f"model has {model.p_detect.shape[1]} antennas, antenna map has {len(antennas)}")
+    if len(reads) == 0:
+        e32, e64 = np.zeros(0, np.int32), np.zeros(0, np.int64)
+        return Presence(e32, e32.copy(), e64, e64.copy())
+    seg_off = segment_reads(reads, segment_gap_s)
+    (states, *_), step_off, seg_tag, seg_t0, step_us = _run_decode(reads, model, seg_off, False)
+    tag, zone, start, end = _runs(states, seg_off, step_off, seg_tag, seg_t0, step_us, model.state_zone)
+    return Presence(tag, zone, start, end)
+
+
+def _gmm2(x: np.ndarray, iters: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two-component 1-D Gaussian mixture (weights, means, sds), component 1 the stronger one."""
+    if x.size < 4 or np.ptp(x) < 1e-6:
+        m = float(x.mean()) if x.size else -70.0
+        return np.array([0.5, 0.5]), np.array([m - 3.0, m]), np.array([3.0, 3.0])
+    mu = np.percentile(x, [25, 90]).astype(np.float64)
+    sd = np.full(2, max(x.std() / 2, _SD_MIN_DB))
+    w = np.array([0.5, 0.5])
+    for _ in range(iters):
+        ll = -0.5 * ((x[:, None] - mu) / sd) ** 2 - np.log(sd) + np.log(w)
+        ll -= ll.max(axis=1, keepdims=True)
+        r = np.exp(ll)
+        r /= r.sum(axis=1, keepdims=True)
+        nk = r.sum(axis=0) + 1e-9
+        w = nk / nk.sum()
+        mu = (r * x[:, None]).sum(axis=0) / nk
+        sd = np.sqrt((r * (x[:, None] - mu) ** 2).sum(axis=0) / nk)
+        sd = np.maximum(sd, _SD_MIN_DB)
+    if mu[0] > mu[1]:
+        w, mu, sd = w[::-1].copy(), mu[::-1].copy(), sd[::-1].copy()
+    return w, mu, sd
+
+
+@numba.njit(**NJIT_PARALLEL)
+def _all_obs(ts_us, antenna, rssi, seg_off, step_off, step_us, n_ant):
+    """Per-(step, antenna) strongest RSSI of every segment: (global step, antenna, rssi), compacted."""
+    n_seg = seg_off.shape[0] - 1
+    n = ts_us.shape[0]
+    g_step = np.empty(n, np.int64)
+    g_ant = np.empty(n, np.int32)
+    g_rssi = np.empty(n, np.float64)
+    cnt = np.zeros(n_seg, np.int64)
+    for g in numba.prange(n_seg):
+        r0 = seg_off[g]
+        r1 = seg_off[g + 1]
+        last_step = np.full(n_ant, -1, np.int64)
+        last_pos = np.zeros(n_ant, np.int64)
+        os_ = g_step[r0:r1]
+        oa = g_ant[r0:r1]
+        orr = g_rssi[r0:r1]
+        m = _segment_obs(ts_us, antenna, rssi, r0, r1, step_us, n_ant, os_, oa, orr, last_step, last_pos)
+        for i in range(m):
+            os_[i] += step_off[g]
+        cnt[g] = m
+    total = 0
+    for g in range(n_seg):
+        total += cnt[g]
+    s_out = np.empty(total, np.int64)
+    a_out = np.empty(total, np.int32)
+    r_out = np.empty(total, np.float64)
+    j = 0
+    for g in range(n_seg):
+        r0 = seg_off[g]
+        for i in range(cnt[g]):
+            s_out[j] = g_step[r0 + i]
+            a_out[j] = g_ant[r0 + i]
+            r_out[j] = g_rssi[r0 + i]
+            j += 1
+    return s_out, a_out, r_out
+
+
+def _sample(reads: Reads, max_reads: int) -> Reads:
+    """A deterministic sample of whole tags with about ``max_reads`` reads (every k-th tag)."""
+    if len(reads) <= max_reads:
+        return reads
+    tags, off = reads.tag_bounds()
+    stride = int(np.ceil(len(reads) / max_reads))
+    pick = np.zeros(len(reads), bool)
+    for i in range(0, len(tags), stride):
+        pick[off[i]:off[i + 1]] = True
+    return Reads(reads.tag[pick], reads.ts_us[pick], reads.antenna[pick], reads.rssi_dbm[pick],
+                 reads.count[pick])
+
+
+def fit_presence_model(reads: Reads, antennas: AntennaMap, zones: ZoneMap, *, step_s: float = 1.0,
+                       segment_gap_s: float = 1200.0, em_rounds: int = 4,
+                       max_fit_reads: int = 5_000_000) -> PresenceModel:
+    """Learn a store's presence HMM from its reads and layout (self-calibration, no ground truth).
+
+    ``step_s``: decode time step (s). ``max_fit_reads``: the model is fitted on a deterministic
+    sample of whole tags of about this many reads (the rest is only decoded).
+    """
+    _validate(reads, antennas)
+    if step_s <= 0:
+        raise ValueError(f"step_s must be > 0, got {step_s}")
+    n_ant = len(antennas)
+    state_zone = _states(antennas, zones)
+    n_s = len(state_zone)
+    if n_s == 1:
+        raise ValueError("no antenna is installed for any zone (antennas[].zone): presence cannot be decoded")
+    sample = _sample(reads, max_fit_reads)
+    seg_off = segment_reads(sample, segment_gap_s)
+    step_us = int(round(step_s * 1e6))
+    own = np.zeros((n_s, n_ant), bool)
+    zone_state = {int(z): s for s, z in enumerate(state_zone) if z >= 0}
+    for a in range(n_ant):
+        if antennas.zone[a] in zone_state:
+            own[zone_state[int(antennas.zone[a])], a] = True
+
+    # --- starting values: per-antenna mixture of step RSSI maxima ----------------------------
+    mu0 = np.full((n_s, n_ant), -80.0)
+    sd0 = np.full((n_s, n_ant), 4.0)
+    p0 = np.full((n_s, n_ant), 0.01)
+    if len(sample):
+        step_off, _, _ = _step_layout(sample, seg_off, step_us)
+        o_step, o_ant, o_rssi = _all_obs(sample.ts_us, sample.antenna, sample.rssi_dbm.astype(np.float64),
+                                         seg_off, step_off, step_us, n_ant)
+        total_steps = float(step_off[-1])
+        span = np.percentile(o_rssi, [1, 99])
+        rssi_span = max(float(span[1] - span[0]), 10.0)
+        key = o_step * n_ant + o_ant
+        key_sorted = np.sort(key)
+        dist = _antenna_zone_distance(antennas, zones)
+        for a in range(n_ant):
+            sel = o_ant == a
+            x = o_rssi[sel]
+            w, mu, sd = _gmm2(x)
+            hi = x > (mu[0] + mu[1]) / 2 if x.size else np.zeros(0, bool)
+            # in-zone detection rate: how often a strong detection is followed by one in the next step
+            nxt = key[sel][hi] + n_ant
+            pos = np.searchsorted(key_sorted, nxt)
+            pos = np.minimum(pos, len(key_sorted) - 1)
+            cont = (key_sorted[pos] == nxt).mean() if nxt.size else 0.5
+            n_lo = float((~hi).sum())
+            p_other = min(max(n_lo / max(total_steps - hi.sum(), 1.0), _P_MIN), 0.5)
+            mu0[:, a], sd0[:, a], p0[:, a] = mu[0], sd[0], p_other
+            z_own = antennas.zone[a]
+            for s in range(1, n_s):
+                if own[s, a]:
+                    mu0[s, a], sd0[s, a], p0[s, a] = mu[1], sd[1], float(np.clip(cont, 0.05, _P_MAX))
+                elif z_own >= 0 and np.isfinite(dist[state_zone[s], a]):
+                    ratio = dist[state_zone[s], a] / max(dist[z_own, a], 0.5)
+                    mu0[s, a] = max(mu[0], mu[1] - 10 * _PATH_LOSS_EXPONENT * np.log10(max(ratio, 1.0)))
+    else:
+        rssi_span = 40.0
+    adj = zone_adjacency(zones)
+    prior_tr = np.zeros((n_s, n_s))
+    leave = step_s / _PRIOR_STAY_S
+    for s in range(1, n_s):
+        nbrs = [t for t in range(1, n_s) if t != s and adj[state_zone[s], state_zone[t]]]
+        prior_tr[s, 0] = leave
+        for t in nbrs:
+            prior_tr[s, t] = leave / len(nbrs)
+        prior_tr[s, s] = 1.0 - prior_tr[s].sum()
+        prior_tr[0, s] = leave / (n_s - 1)
+    prior_tr[0, 0] = 1.0 - prior_tr[0, 1:].sum()
+    model = PresenceModel(state_zone, p0, mu0, sd0, prior_tr, rssi_span, step_s)
+
+    # --- hard EM (Viterbi training) ----------------------------------------------------------
+    allowed = prior_tr > 0
+    for _ in range(em_rounds if len(sample) else 0):
+        (_, st_steps, st_det, st_sum, st_sq, st_tr), *_ = _run_decode(sample, model, seg_off, True)
+        steps = st_steps.sum(0)
+        det = st_det.sum(0)
+        ssum = st_sum.sum(0)
+        ssq = st_sq.sum(0)
+        tr = st_tr.sum(0)
+        p = (det + _PRIOR_STEPS * p0) / (steps[:, None] + _PRIOR_STEPS)
+        mu = (ssum + _PRIOR_DETECTIONS * mu0) / (det + _PRIOR_DETECTIONS)
+        var = (ssq - 2 * mu * ssum + det * mu ** 2 + _PRIOR_DETECTIONS * (sd0 ** 2 + (mu0 - mu) ** 2)) \
+            / (det + _PRIOR_DETECTIONS)
+        sd = np.sqrt(np.maximum(var, _SD_MIN_DB ** 2))
+        counts = np.where(allowed, tr + _PRIOR_STEPS * prior_tr, 0.0)
+        trans = counts / counts.sum(axis=1, keepdims=True)
+        p, mu = _coverage_constraint(p, mu, own)
+        model = PresenceModel(state_zone, np.clip(p, _P_MIN, _P_MAX), mu, sd, trans, rssi_span, step_s)
+    return model
+
+
+def _coverage_constraint(p: np.ndarray, mu: np.ndarray, own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An antenna is installed to cover its zone: inside that zone no other antenna reads the tag
+    more often or stronger than the zone's own antenna(s). Without this, hard EM can let a zone
+    state whose antenna hears little take over part of a neighbour's zone."""
+    p, mu = p.copy(), mu.copy()
+    for s in range(1, p.shape[0]):
+        mine = own[s]
+        if mine.any():
+            p[s, ~mine] = np.minimum(p[s, ~mine], p[s, mine].max())
+            mu[s, ~mine] = np.minimum(mu[s, ~mine], mu[s, mine].max())
+    return p, mu
