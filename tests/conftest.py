@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,7 +63,16 @@ def pg_template() -> Iterator[str]:
 def _fresh_db(template: str) -> str:
     name = f"sf_t_{uuid.uuid4().hex[:12]}"
     with _admin() as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        # TimescaleDB's background scheduler connects to the template now and then; CREATE DATABASE
+        # ... TEMPLATE then fails with ObjectInUse for a moment: retry.
+        for attempt in range(50):
+            try:
+                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                break
+            except psycopg.errors.ObjectInUse:
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
     return name
 
 
