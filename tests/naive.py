@@ -1,0 +1,107 @@
+"""Slow, obviously-correct reference implementations of the analytics kernels (pure Python).
+
+Each function here is the SPEC definition written as plainly as possible; the numba kernels are
+tested against them on random inputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def visits_naive(tag, zone, start_us, end_us, gap_s: float, min_dwell_s: float) -> list[tuple]:
+    """Visits from presence spans sorted by (tag, start): list of (tag, zone, start, end, dwell_s, passby)."""
+    gap_us = int(round(gap_s * 1e6))
+    out: list[list] = []
+    for t, z, s, e in zip(map(int, tag), map(int, zone), map(int, start_us), map(int, end_us)):
+        if z < 0:
+            continue  # placed nowhere: neither extends nor splits a visit
+        last = out[-1] if out else None
+        # same tag, same zone as the previous zone span (nothing elsewhere in between), short absence
+        if last is not None and last[0] == t and last[1] == z and s - last[3] <= gap_us:
+            last[3] = max(last[3], e)
+        else:
+            out.append([t, z, s, e])
+    return [(t, z, s, e, (e - s) / 1e6, (e - s) / 1e6 < min_dwell_s) for t, z, s, e in out]
+
+
+def trips_naive(tag, ts_us, trip_gap_s: float) -> list[tuple]:
+    """Trips from reads sorted by (tag, ts): list of (tag, start, end, n_reads)."""
+    gap_us = int(round(trip_gap_s * 1e6))
+    out: list[list] = []
+    for t, ts in zip(map(int, tag), map(int, ts_us)):
+        if out and out[-1][0] == t and ts - out[-1][2] <= gap_us:
+            out[-1][2] = ts
+            out[-1][3] += 1
+        else:
+            out.append([t, ts, ts, 1])
+    return [tuple(x) for x in out]
+
+
+def paths_naive(trips: list[tuple], visits: list[tuple], is_counter) -> list[list[int]]:
+    """Per trip, the zones of its non-pass-by counter visits (visit start within the trip), in order."""
+    paths: list[list[int]] = []
+    for t, s, e, _ in trips:
+        vs = sorted((v for v in visits if v[0] == t and s <= v[2] <= e and not v[5] and is_counter(v[1])),
+                    key=lambda v: v[2])
+        paths.append([v[1] for v in vs])
+    return paths
+
+
+def viterbi_naive(log_em: np.ndarray, log_trans: np.ndarray) -> list[int]:
+    """Most likely state sequence (uniform start) by dynamic programming over plain Python lists.
+
+    ``log_em``: (T, S) emission log-likelihoods; ``log_trans``: (S, S), -inf where not allowed.
+    Ties go to the lowest-numbered predecessor and the lowest final state.
+    """
+    T, S = log_em.shape
+    score = [float(log_em[0, s]) for s in range(S)]
+    back: list[list[int]] = []
+    for k in range(1, T):
+        new, bk = [], []
+        for j in range(S):
+            best, arg = -math.inf, j
+            for i in range(S):
+                v = score[i] + float(log_trans[i, j])
+                if v > best:
+                    best, arg = v, i
+            new.append(best + float(log_em[k, j]))
+            bk.append(arg)
+        score = new
+        back.append(bk)
+    state = max(range(S), key=lambda s: (score[s], -s))
+    path = [state]
+    for bk in reversed(back):
+        state = bk[state]
+        path.append(state)
+    return path[::-1]
+
+
+def step_emissions_naive(ts_us, antenna, rssi, step_us: int, p, mu, sd, outlier_w: float, span_db: float):
+    """(T, S) emission log-likelihoods of one segment, from the model's definition.
+
+    Per step and antenna: detected (strongest RSSI r) -> log p + log((1-w) N(r; mu, sd) + w / span);
+    not detected -> log(1 - p).
+    """
+    t0 = int(ts_us[0])
+    T = (int(ts_us[-1]) - t0) // step_us + 1
+    S, A = p.shape
+    best: dict[tuple[int, int], float] = {}
+    for t, a, r in zip(map(int, ts_us), map(int, antenna), map(float, rssi)):
+        k = (t - t0) // step_us
+        best[(k, a)] = max(best.get((k, a), -math.inf), r)
+    em = np.zeros((T, S))
+    for k in range(T):
+        for s in range(S):
+            tot = 0.0
+            for a in range(A):
+                if (k, a) in best:
+                    r = best[(k, a)]
+                    dens = math.exp(-0.5 * ((r - mu[s, a]) / sd[s, a]) ** 2) / (sd[s, a] * math.sqrt(2 * math.pi))
+                    tot += math.log(p[s, a]) + math.log((1 - outlier_w) * dens + outlier_w / span_db)
+                else:
+                    tot += math.log(1 - p[s, a])
+            em[k, s] = tot
+    return em
