@@ -59,7 +59,8 @@ class Settings(BaseSettings):
         description="MQTT shared-subscription group; start more ingest processes with the same group to scale out.",
     )
     ingest_client_id: str | None = Field(
-        None, description="MQTT client id of this ingest process (persistent session); default derived from host and pid."
+        None, description="MQTT client id of this ingest process (persistent session); default "
+        "<group>-<host>-<slot>, stable across restarts, the slot taken from a lock file under data_dir."
     )
     ingest_max_batch_reads: int = Field(
         200_000, description="Commit once this many reads are buffered (reads)."
@@ -70,9 +71,17 @@ class Settings(BaseSettings):
     ingest_inflight: int = Field(
         1000,
         description="MQTT receive window: unacknowledged QoS 1 messages the broker may send before the "
-        "commit (the broker's max_inflight_messages must allow it).",
+        "commit (sent as the MQTT 5 Receive Maximum; the broker's max_queued_messages must hold the backlog, "
+        "see docs/ingest.md).",
     )
     ingest_metrics_port: int = Field(9108, description="Port of the Prometheus /metrics endpoint of `storeflow ingest run` (0: off).")
+    ingest_session_expiry_s: int = Field(
+        7 * 86400, description="How long the broker keeps an ingest process's session and its queued messages "
+        "while the process is down (seconds)."
+    )
+    ingest_retention_interval_s: float = Field(
+        3600.0, description="How often `storeflow ingest run` drops raw data older than retention_days (seconds)."
+    )
     retention_days: float = Field(
         90.0, description="Raw tag reads and door counts older than this are dropped (days; 0 keeps everything)."
     )
