@@ -170,6 +170,12 @@ class ChafonFramer:
                 continue
             end = pos + ln + 1
             if end > n:
+                # Wait for the rest -- unless a complete CRC-valid frame already starts later in the
+                # buffer, which means this Len byte was noise (no head byte to resync on otherwise).
+                if self._valid_frame_after(buf, pos + 1, n):
+                    st.dropped_bytes += 1
+                    pos += 1
+                    continue
                 break
             if crc16_mcrf4xx(buf[pos:end - 2]) != (buf[end - 2] | buf[end - 1] << 8):
                 st.checksum_errors += 1
@@ -184,6 +190,16 @@ class ChafonFramer:
             del buf[: len(buf) - self._max]
         st.frames += len(out)
         return out
+
+    @staticmethod
+    def _valid_frame_after(buf: bytearray, start: int, n: int) -> bool:
+        for j in range(start, n - _MIN_LEN):
+            ln = buf[j]
+            end = j + ln + 1
+            if ln >= _MIN_LEN and end <= n and buf[j + 2] in _KNOWN_CMDS and \
+                    crc16_mcrf4xx(buf[j:end - 2]) == (buf[end - 2] | buf[end - 1] << 8):
+                return True
+        return False
 
 
 class ChafonParser:
