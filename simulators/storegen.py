@@ -171,7 +171,7 @@ def department() -> dict[str, Any]:
         b.n_counter = 0
         k = 0 if fl == 1 else 3
         # north wall row (shared walls), 6 m deep, varying widths
-        for x0, x1 in _split(0, 80, [8, 6, 9, 7, 8, 6, 10, 8, 9, 9]):
+        for x0, x1 in _split(0, 80, [8, 5, 9, 6, 12, 5, 10, 4, 12, 9]):
             add(fl, (x0, 44, x1, 50), k, "N")
             k += 1
         # west and east wall columns below the 3 m aisle
@@ -182,7 +182,7 @@ def department() -> dict[str, Any]:
             add(fl, (74, y0, 80, y1), k, "E")
             k += 1
         # island blocks: two rows, two counters back to back per block; escalator well in the middle
-        for bx0, bx1, split in ((9, 21, 0.55), (24, 35, 0.45), (45, 56, 0.5), (59, 71, 0.6)):
+        for bx0, bx1, split in ((9, 21, 0.6), (24, 35, 0.35), (45, 56, 0.5), (59, 71, 0.7)):
             for y0, y1 in ((29, 38), (12, 21)):
                 ym = round(y0 + (y1 - y0) * split, 2)
                 add(fl, (bx0, ym, bx1, y1), k, "S")
