@@ -65,6 +65,18 @@ class PresenceModel:
     def n_states(self) -> int:
         return int(self.state_zone.shape[0])
 
+    def to_json(self) -> dict:
+        """Plain JSON-able dict (lists of floats), e.g. for the presence_models table."""
+        return {"state_zone": self.state_zone.tolist(), "p_detect": self.p_detect.tolist(),
+                "mu_dbm": self.mu_dbm.tolist(), "sd_db": self.sd_db.tolist(), "trans": self.trans.tolist(),
+                "rssi_span_db": self.rssi_span_db, "step_s": self.step_s}
+
+    @staticmethod
+    def from_json(d: dict) -> PresenceModel:
+        return PresenceModel(np.array(d["state_zone"], np.int32), np.array(d["p_detect"], np.float64),
+                             np.array(d["mu_dbm"], np.float64), np.array(d["sd_db"], np.float64),
+                             np.array(d["trans"], np.float64), float(d["rssi_span_db"]), float(d["step_s"]))
+
 
 @dataclass(frozen=True)
 class Presence:
