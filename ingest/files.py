@@ -13,6 +13,7 @@ import hashlib
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -146,6 +147,10 @@ def import_file(conn: psycopg.Connection, kind: str, path: str | Path, store: st
         result = ImportResult(kind, path.name, store)
         ctx = _Ctx(conn, kind, header, dims, store_id, sha, f"import:{kind}:{path.name}", result, vectorised)
         bar = _progress_bar(size, path.name, progress)
+        # Parse block n+1 in a worker thread while block n is written: pyarrow and the COPY both
+        # release the GIL, so parsing overlaps with the server's work. At most two blocks in memory.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="storeflow-parse")
+        pending: tuple[int, int, Future[Any]] | None = None
         try:
             bar.update(data_start)
             for block in iter_blocks(f, 2, block_bytes):
@@ -153,15 +158,32 @@ def import_file(conn: psycopg.Connection, kind: str, path: str | Path, store: st
                     n, _ = done[block.index]
                     result.blocks_skipped += 1
                     result.rows_skipped += n
-                else:
-                    ctx.import_block(block)
-                    if on_block:
-                        on_block(result)
-                bar.update(block.n_bytes)
+                    bar.update(block.n_bytes)
+                    continue
+                fut = pool.submit(ctx.parse, block)
+                if pending is not None:
+                    _commit(ctx, pending, bar, on_block)
+                pending = (block.index, block.n_bytes, fut)
+                del block
+            if pending is not None:
+                _commit(ctx, pending, bar, on_block)
+                pending = None
         finally:
+            if pending is not None:
+                pending[2].cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _commit(ctx: _Ctx, pending: tuple[int, int, Future[Any]], bar: Any,
+            on_block: Callable[[ImportResult], None] | None) -> None:
+    index, n_bytes, fut = pending
+    ctx.commit(index, fut.result())
+    bar.update(n_bytes)
+    if on_block:
+        on_block(ctx.result)
 
 
 def _progress_bar(total: int, name: str, show: bool | None) -> Any:
@@ -190,14 +212,19 @@ class _Ctx:
     vectorised: bool
     tag_ids: dict[str, int] = field(default_factory=dict)
 
-    def import_block(self, block: Block) -> None:
+    def parse(self, block: Block) -> Any:
+        """Validate one block (pure: no database; runs in the parser thread)."""
         if self.kind == "reads":
             assert self.dims is not None
-            parsed = parse_reads_block(block, self.header, self.dims.antenna_ids, vectorised=self.vectorised)
-            self._commit_reads(block.index, parsed)
+            return parse_reads_block(block, self.header, self.dims.antenna_ids, vectorised=self.vectorised)
+        return parse_rows(block, self.header, self._validator())
+
+    def commit(self, index: int, parsed: Any) -> None:
+        """Write one parsed block with its rejects and ledger row in one transaction."""
+        if self.kind == "reads":
+            self._commit_reads(index, parsed)
         else:
-            good, rejects, rows = parse_rows(block, self.header, self._validator())
-            self._commit_rows(block.index, good, rejects, rows)
+            self._commit_rows(index, *parsed)
 
     def _validator(self) -> Callable[[dict[str, str]], tuple]:
         d = self.dims
