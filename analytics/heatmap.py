@@ -19,10 +19,7 @@ from storeflow.layout import Layout
 
 __all__ = ["HEAT_DTYPE", "compute_heatmap", "bin_positions"]
 
-try:
-    from analytics.config import NJIT as _NJIT  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - until analytics/config.py exists
-    _NJIT = {"cache": True, "nogil": True}
+from analytics.config import NJIT as _NJIT
 
 HEAT_DTYPE = np.dtype([("floor", "i4"), ("bucket_us", "i8"), ("ix", "i2"), ("iy", "i2"), ("seconds", "f4")])
 

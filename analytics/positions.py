@@ -35,11 +35,8 @@ from storeflow.layout import Layout
 __all__ = ["PathLossModel", "Positions", "POSITION_DTYPE", "estimate_positions", "fit_path_loss",
            "floor_geometry"]
 
-try:  # numba flags live in one module when analytics A has created it
-    from analytics.config import NJIT as _NJIT, NJIT_PARALLEL as _NJIT_PAR  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - until analytics/config.py exists
-    _NJIT = {"cache": True, "nogil": True}
-    _NJIT_PAR = {"cache": True, "nogil": True, "parallel": True}
+from analytics.config import NJIT as _NJIT
+from analytics.config import NJIT_PARALLEL as _NJIT_PAR
 
 POSITION_DTYPE = np.dtype([("tag", "i4"), ("ts_us", "i8"), ("floor", "i4"), ("x_m", "f4"), ("y_m", "f4")])
 
@@ -99,8 +96,22 @@ def floor_geometry(layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @njit(**_NJIT)
+def _huber_cost(ax, ay, dist, wt, m, x, y, qx, qy, qw, huber_c):  # pragma: no cover - jit
+    c = qw * ((x - qx) ** 2 + (y - qy) ** 2)
+    for j in range(m):
+        z = abs(math.sqrt((x - ax[j]) ** 2 + (y - ay[j]) ** 2) - dist[j]) * math.sqrt(wt[j])
+        c += z * z if z <= huber_c else 2.0 * huber_c * z - huber_c * huber_c
+    return c
+
+
+@njit(**_NJIT)
 def _solve_step(ax, ay, dist, wt, m, has_prior, qx, qy, qw, iters, huber_c):  # pragma: no cover - jit
-    """Robust weighted least squares on ranges with an isotropic prior; returns (x, y)."""
+    """Robust (Huber) weighted least squares on ranges plus an isotropic prior; returns (x, y).
+
+    Without a motion prior the weighted centroid of the antennas is the prior (sigma 4 m), which
+    resolves the mirror ambiguity of one or two antennas. Levenberg-Marquardt steps on IRLS weights,
+    accepted only when the Huber cost falls.
+    """
     sw = 0.0
     sx = 0.0
     sy = 0.0
@@ -108,18 +119,20 @@ def _solve_step(ax, ay, dist, wt, m, has_prior, qx, qy, qw, iters, huber_c):  # 
         sw += wt[j]
         sx += wt[j] * ax[j]
         sy += wt[j] * ay[j]
-    if has_prior:
-        sw += qw
-        sx += qw * qx
-        sy += qw * qy
-    x = sx / sw
-    y = sy / sw
+    if not has_prior:
+        qx = sx / sw
+        qy = sy / sw
+        qw = 1.0 / 16.0
+    x = (sx + qw * qx) / (sw + qw)
+    y = (sy + qw * qy) / (sw + qw)
+    cost = _huber_cost(ax, ay, dist, wt, m, x, y, qx, qy, qw, huber_c)
+    lam = 1e-3
     for _ in range(iters):
-        h11 = 0.0
+        h11 = qw
         h12 = 0.0
-        h22 = 0.0
-        g1 = 0.0
-        g2 = 0.0
+        h22 = qw
+        g1 = qw * (x - qx)
+        g2 = qw * (y - qy)
         for j in range(m):
             dx = x - ax[j]
             dy = y - ay[j]
@@ -138,22 +151,24 @@ def _solve_step(ax, ay, dist, wt, m, has_prior, qx, qy, qw, iters, huber_c):  # 
             h22 += w * jy * jy
             g1 += w * jx * res
             g2 += w * jy * res
-        if has_prior:
-            h11 += qw
-            h22 += qw
-            g1 += qw * (x - qx)
-            g2 += qw * (y - qy)
-        mu = 1e-3 * (h11 + h22) + 1e-9
-        h11 += mu
-        h22 += mu
-        det = h11 * h22 - h12 * h12
-        if det <= 0.0:
-            break
-        sx = -(h22 * g1 - h12 * g2) / det
-        sy = -(h11 * g2 - h12 * g1) / det
-        x += sx
-        y += sy
-        if sx * sx + sy * sy < 1e-6:
+        moved = False
+        for _try in range(6):
+            mu = lam * (h11 + h22)
+            a11 = h11 + mu
+            a22 = h22 + mu
+            det = a11 * a22 - h12 * h12
+            sx = -(a22 * g1 - h12 * g2) / det
+            sy = -(a11 * g2 - h12 * g1) / det
+            c1 = _huber_cost(ax, ay, dist, wt, m, x + sx, y + sy, qx, qy, qw, huber_c)
+            if c1 < cost:
+                x += sx
+                y += sy
+                cost = c1
+                lam = max(lam * 0.1, 1e-6)
+                moved = True
+                break
+            lam *= 10.0
+        if not moved or sx * sx + sy * sy < 1e-8:
             break
     return x, y
 
@@ -432,7 +447,7 @@ def _params(step_s: float, max_gap_s: float, smooth_s: float, speed_mps: float, 
         raise ValueError(f"max_gap_s: must be at least step_s ({step_s} s), got {max_gap_s!r}")
     diag = float(np.max(np.hypot(fl_w, fl_d))) if len(fl_w) else 1.0
     return _Params(step_us, int(round(max_gap_s * 1e6)), int(round(smooth_s / step_s)), float(speed_mps),
-                   0.5, diag, 8, 2.0)
+                   0.5, diag, 10, 2.0)
 
 
 def _initial_model(reads: Reads, n_ant: int) -> PathLossModel:

@@ -1,0 +1,239 @@
+"""Slow, obviously-correct references for the positions, heatmap and footfall kernels (pure Python).
+
+They follow the documented method step by step with dicts and lists; tests compare the numba
+kernels with them on random inputs. Also a small synthetic store generator (our own simple RF
+model, unrelated to the simulator's) for tests that need plausible reads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+from analytics.data import AntennaMap, Reads, antenna_map
+from analytics.positions import PathLossModel
+from storeflow.layout import Layout, parse_layout
+
+LN10 = math.log(10.0)
+
+
+def naive_solve(ants: list[tuple[float, float, float, float]], prior: tuple[float, float, float] | None,
+                iters: int = 10, huber_c: float = 2.0) -> tuple[float, float]:
+    """Levenberg-Marquardt on the Huber cost of range residuals + qw*|p-q|^2; ants = (x, y, d, w).
+
+    Without a prior, the weighted antenna centroid with weight 1/16 (sigma 4 m) is the prior.
+    """
+    sw = sum(w for _, _, _, w in ants)
+    if prior is None:
+        prior = (sum(w * ax for ax, _, _, w in ants) / sw, sum(w * ay for _, ay, _, w in ants) / sw, 1 / 16)
+    qx, qy, qw = prior
+
+    def cost(x: float, y: float) -> float:
+        c = qw * ((x - qx) ** 2 + (y - qy) ** 2)
+        for ax, ay, d, w in ants:
+            z = abs(math.sqrt((x - ax) ** 2 + (y - ay) ** 2) - d) * math.sqrt(w)
+            c += z * z if z <= huber_c else 2 * huber_c * z - huber_c ** 2
+        return c
+
+    x = (sum(w * ax for ax, _, _, w in ants) + qw * qx) / (sw + qw)
+    y = (sum(w * ay for _, ay, _, w in ants) + qw * qy) / (sw + qw)
+    best = cost(x, y)
+    lam = 1e-3
+    for _ in range(iters):
+        h = [[qw, 0.0], [0.0, qw]]
+        g = [qw * (x - qx), qw * (y - qy)]
+        for ax, ay, d, w in ants:
+            r = math.hypot(x - ax, y - ay)
+            if r < 1e-6:
+                continue
+            res = r - d
+            z = abs(res) * math.sqrt(w)
+            if z > huber_c:
+                w = w * huber_c / z
+            j = ((x - ax) / r, (y - ay) / r)
+            for p in range(2):
+                g[p] += w * j[p] * res
+                for q in range(2):
+                    h[p][q] += w * j[p] * j[q]
+        moved = False
+        for _try in range(6):
+            mu = lam * (h[0][0] + h[1][1])
+            a = [[h[0][0] + mu, h[0][1]], [h[1][0], h[1][1] + mu]]
+            det = a[0][0] * a[1][1] - a[0][1] * a[1][0]
+            sx = -(a[1][1] * g[0] - a[0][1] * g[1]) / det
+            sy = -(a[0][0] * g[1] - a[1][0] * g[0]) / det
+            c1 = cost(x + sx, y + sy)
+            if c1 < best:
+                x, y, best, lam, moved = x + sx, y + sy, c1, max(lam * 0.1, 1e-6), True
+                break
+            lam *= 10
+        if not moved or sx * sx + sy * sy < 1e-8:
+            break
+    return x, y
+
+
+def naive_positions(reads: Reads, antennas: AntennaMap, layout: Layout, model: PathLossModel, step_s: float,
+                    max_gap_s: float, smooth_s: float, speed_mps: float) -> list[tuple[int, int, int, float, float]]:
+    """(tag, ts_us, floor, x_m, y_m) rows by the documented method, one tag and one step at a time."""
+    step_us = int(round(step_s * 1e6))
+    gap_us = int(round(max_gap_s * 1e6))
+    half = int(round(smooth_s / step_s))
+    floors = sorted(layout.floors, key=lambda f: f.floor)
+    d_max = max(math.hypot(f.width_m, f.depth_m) for f in floors)
+    k_sig = LN10 * model.sigma_db / (10.0 * model.exponent)
+    by_tag: dict[int, list[int]] = defaultdict(list)
+    for r in range(len(reads)):
+        by_tag[int(reads.tag[r])].append(r)
+    out: list[tuple[int, int, int, float, float]] = []
+    for tag in sorted(by_tag):
+        rows = by_tag[tag]
+        segments: list[list[int]] = [[rows[0]]]
+        for r in rows[1:]:
+            if reads.ts_us[r] - reads.ts_us[segments[-1][-1]] > gap_us:
+                segments.append([])
+            segments[-1].append(r)
+        for seg in segments:
+            steps: dict[int, list[int]] = defaultdict(list)
+            for r in seg:
+                steps[int(reads.ts_us[r]) // step_us].append(r)
+            k0, k1 = min(steps), max(steps)
+            est: dict[int, tuple[int, float, float]] = {}
+            prior = None
+            for k in sorted(steps):
+                pooled: dict[int, list[float]] = {}
+                for r in steps[k]:
+                    a = int(reads.antenna[r])
+                    c = float(reads.count[r])
+                    s = pooled.setdefault(a, [0.0, 0.0])
+                    s[0] += c
+                    s[1] += c * float(reads.rssi_dbm[r])
+                score = [0.0] * len(floors)
+                cand = []
+                for a, (c, sr) in pooled.items():
+                    d = 10.0 ** ((model.p0_dbm[a] - sr / c) / (10.0 * model.exponent))
+                    d = min(max(d, 0.5), d_max)
+                    sig = d * k_sig / math.sqrt(c) + 0.25
+                    fi = [f.floor for f in floors].index(int(antennas.floor[a]))
+                    score[fi] += math.sqrt(c) / (d * d)
+                    cand.append((fi, float(antennas.x_m[a]), float(antennas.y_m[a]), d, 1.0 / sig ** 2))
+                best = max(range(len(floors)), key=lambda f: (score[f], -f))
+                pr = None
+                if prior is not None and prior[0] == best:
+                    sq = speed_mps * (k - prior[3]) * step_s + 0.5
+                    pr = (prior[1], prior[2], 1.0 / sq ** 2)
+                x, y = naive_solve([(ax, ay, d, w) for fi, ax, ay, d, w in cand if fi == best], pr)
+                x = min(max(x, 0.0), floors[best].width_m * 0.999999)
+                y = min(max(y, 0.0), floors[best].depth_m * 0.999999)
+                est[k] = (best, x, y)
+                prior = (best, x, y, k)
+            track: list[tuple[int, float, float]] = []
+            known = sorted(est)
+            for k in range(k0, k1 + 1):
+                if k in est:
+                    track.append(est[k])
+                    continue
+                lo = max(q for q in known if q < k)
+                hi = min(q for q in known if q > k)
+                if est[lo][0] == est[hi][0]:
+                    f = (k - lo) / (hi - lo)
+                    track.append((est[lo][0], est[lo][1] + f * (est[hi][1] - est[lo][1]),
+                                  est[lo][2] + f * (est[hi][2] - est[lo][2])))
+                else:
+                    track.append(est[lo])
+            for j, (fl, _, _) in enumerate(track):
+                near = [track[q] for q in range(max(0, j - half), min(len(track), j + half + 1))
+                        if track[q][0] == fl] if half > 0 else [track[j]]
+                out.append((tag, (k0 + j) * step_us, floors[fl].floor,
+                            sum(p[1] for p in near) / len(near), sum(p[2] for p in near) / len(near)))
+    return out
+
+
+def naive_heatmap(rows: list[tuple[int, int, int, float, float]], step_s: float, layout: Layout, cell_m: float,
+                  from_us: int, to_us: int, bucket_s: int) -> dict[tuple[int, int, int, int], float]:
+    """{(floor, bucket_us, ix, iy): seconds} from (tag, ts_us, floor, x_m, y_m) position rows."""
+    step_us = int(round(step_s * 1e6))
+    bucket_us = bucket_s * 1_000_000
+    out: dict[tuple[int, int, int, int], float] = defaultdict(float)
+    for _, ts, fl, x, y in rows:
+        f = layout.floor(fl)
+        ix = min(max(math.floor(x / cell_m), 0), math.ceil(f.width_m / cell_m - 1e-9) - 1)
+        iy = min(max(math.floor(y / cell_m), 0), math.ceil(f.depth_m / cell_m - 1e-9) - 1)
+        t, end = max(ts, from_us), min(ts + step_us, to_us)
+        while t < end:  # split at bucket boundaries
+            b = (t // bucket_us) * bucket_us
+            e = min(end, b + bucket_us)
+            out[(fl, b, ix, iy)] += (e - t) / 1e6
+            t = e
+    return {k: v for k, v in out.items() if v > 0}
+
+
+def naive_footfall(ts: list[int], entries: list[int], exits: list[int], interval_s: int, from_us: int,
+                   to_us: int) -> list[tuple[int, int, int]]:
+    iv = interval_s * 1_000_000
+    out = []
+    start = from_us
+    while start < to_us:
+        e = sum(n for t, n in zip(ts, entries) if start <= t < min(start + iv, to_us))
+        x = sum(n for t, n in zip(ts, exits) if start <= t < min(start + iv, to_us))
+        out.append((start, e, x))
+        start += iv
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# synthetic data (own simple RF model; only for kernels and smoke accuracy, not the simulator's)
+
+
+def synthetic_layout(floors: int = 1, width_m: float = 30.0, depth_m: float = 20.0, nx: int = 6,
+                     ny: int = 4) -> Layout:
+    ants = []
+    for f in range(1, floors + 1):
+        for i in range(nx):
+            for j in range(ny):
+                ants.append({"port": len(ants) % 8 + 1, "floor": f,
+                             "x": (i + 0.5) * width_m / nx, "y": (j + 0.5) * depth_m / ny})
+    readers = [{"reader": f"R{k}", "antennas": ants[k * 8:(k + 1) * 8]} for k in range((len(ants) + 7) // 8)]
+    return parse_layout({"store": "synthetic", "timezone": "UTC",
+                         "floors": [{"floor": f, "width_m": width_m, "depth_m": depth_m} for f in range(1, floors + 1)],
+                         "zones": [], "readers": readers, "doors": []})
+
+
+def synthetic_reads(layout: Layout, n_tags: int, seconds: int, seed: int, hz: int = 4, p0_dbm: float = -38.0,
+                    exponent: float = 2.3, sigma_db: float = 4.0, range_m: float = 9.0,
+                    t0_us: int = 1_700_000_000_000_000):
+    """Tags walking between random waypoints at 1 m/s; returns (Reads, AntennaMap, truth dict)."""
+    rng = np.random.default_rng(seed)
+    am = antenna_map(layout)
+    cols: dict[str, list] = defaultdict(list)
+    truth: dict[str, list] = defaultdict(list)
+    for tag in range(n_tags):
+        f = layout.floors[int(rng.integers(len(layout.floors)))]
+        x, y = rng.uniform(0, f.width_m), rng.uniform(0, f.depth_m)
+        tx, ty = rng.uniform(0, f.width_m), rng.uniform(0, f.depth_m)
+        start = t0_us + int(rng.uniform(0, 60e6))
+        on = am.floor == f.floor
+        for s in range(seconds * hz):
+            ts = start + int(s * 1e6 / hz)
+            dist = math.hypot(tx - x, ty - y)
+            if dist < 0.5:
+                tx, ty = rng.uniform(0, f.width_m), rng.uniform(0, f.depth_m)
+            else:
+                move = min(dist, 1.0 / hz)
+                x, y = x + (tx - x) / dist * move, y + (ty - y) / dist * move
+            for k, v in (("tag", tag), ("ts_us", ts), ("floor", f.floor), ("x_m", x), ("y_m", y)):
+                truth[k].append(v)
+            d = np.hypot(am.x_m - x, am.y_m - y)
+            hit = rng.random(len(d)) < np.where(on, 0.7 * np.clip(1 - d / range_m, 0, 1), 0.0)
+            ghost = rng.random(len(d)) < 0.002
+            for a in np.flatnonzero(hit | ghost):
+                rssi = (p0_dbm - 10 * exponent * math.log10(max(d[a], 0.3)) + rng.normal(0, sigma_db) if hit[a]
+                        else -80 + rng.normal(0, 2))
+                cols["tag"].append(tag)
+                cols["ts"].append(ts + int(rng.integers(0, 1000)))
+                cols["ant"].append(a)
+                cols["rssi"].append(rssi)
+    reads = Reads.sorted_from(np.array(cols["tag"], np.int32), np.array(cols["ts"], np.int64),
+                              np.array(cols["ant"], np.int32), np.array(cols["rssi"], np.float32))
+    return reads, am, {k: np.array(v) for k, v in truth.items()}
