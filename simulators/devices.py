@@ -182,6 +182,7 @@ class SerialReaderDevice:
         self.frames_written = 0
         self.commands = 0
         self.exhausted = False
+        self._lock = threading.Lock()      # the stream is read by the device thread and by done()
 
     # -- reads due ----------------------------------------------------------------------------------
     def _fill(self) -> None:
@@ -204,7 +205,8 @@ class SerialReaderDevice:
             self._next = None
 
     def _take(self, port: int) -> list[tuple[int, str, float]]:
-        self._fill()
+        with self._lock:
+            self._fill()
         q = self._pending.get(port)
         out = []
         while q and len(out) < self.max_tags:
@@ -218,7 +220,8 @@ class SerialReaderDevice:
 
     def done(self) -> bool:
         """True when every read of the stream has been answered to the host."""
-        self._fill()
+        with self._lock:
+            self._fill()
         return self.exhausted and self._next is None and self.pending == 0
 
     # -- wire -----------------------------------------------------------------------------------------
