@@ -110,7 +110,7 @@ def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, t
         k = keys[:n]
         order = np.argsort(k, kind="stable")
         ks = k[order]
-        starts = np.flatnonzero(np.concatenate(([True], ks[1:] != ks[:-1])))
+        starts = np.flatnonzero(np.concatenate(([True], ks[1:] != ks[:-1]))) if n else np.zeros(0, np.int64)
         flat = ks[starts]
         vals = np.add.reduceat(secs[:n][order], starts) if n else np.zeros(0)
         keep = vals > 0

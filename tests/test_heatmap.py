@@ -1,0 +1,107 @@
+"""Heatmap binning vs the pure-Python reference; compute_heatmap contract (customers only, range, buckets)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import analytics.heatmap as hm
+from analytics.heatmap import HEAT_DTYPE, bin_positions, compute_heatmap
+from analytics.positions import PathLossModel, Positions, estimate_positions
+from tests.naive_positions import naive_heatmap, synthetic_layout, synthetic_reads
+
+LAYOUT = synthetic_layout(floors=2, width_m=10.0, depth_m=7.3, nx=2, ny=2)
+T0 = 1_700_000_000_000_000 - 1_700_000_000_000_000 % 3_600_000_000  # an hour boundary
+MODEL = PathLossModel(np.full(8, -40.0), 2.0, 4.0)
+
+
+@st.composite
+def positions(draw):
+    n = draw(st.integers(0, 40))
+    step_s = draw(st.sampled_from([1.0, 0.5, 7.0, 5000.0]))
+    step_us = int(step_s * 1e6)
+    rows = sorted(
+        (draw(st.integers(0, 3)), draw(st.integers(-3, 3000)) * step_us + T0, draw(st.sampled_from([1, 2])),
+         draw(st.floats(0, 9.875, width=32)), draw(st.floats(0, 7.25, width=32)))
+        for _ in range(n))
+    cols = list(zip(*rows)) if rows else [[]] * 5
+    pos = Positions(np.array(cols[0], np.int32), np.array(cols[1], np.int64), np.array(cols[2], np.int32),
+                    np.array(cols[3], np.float32), np.array(cols[4], np.float32), step_s, MODEL)
+    return pos, rows
+
+
+def _as_dict(h: np.ndarray) -> dict:
+    return {(int(r["floor"]), int(r["bucket_us"]), int(r["ix"]), int(r["iy"])): float(r["seconds"]) for r in h}
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=positions(), cell_m=st.sampled_from([0.5, 1.0, 0.7, 3.0]), bucket_s=st.sampled_from([3600, 60, 900]),
+       lo=st.integers(-10_000, 2_000), length=st.integers(0, 4_000))
+def test_binning_matches_reference(data, cell_m: float, bucket_s: int, lo: int, length: int) -> None:
+    pos, rows = data
+    from_us, to_us = T0 + lo * 1_000_000, T0 + (lo + length) * 1_000_000
+    got = bin_positions(pos, LAYOUT, cell_m, from_us, to_us, bucket_s)
+    want = naive_heatmap([(t, ts, f, float(x), float(y)) for t, ts, f, x, y in rows], pos.step_s, LAYOUT, cell_m,
+                         from_us, to_us, bucket_s)
+    g = _as_dict(got)
+    assert g.keys() == want.keys()
+    for k, v in want.items():
+        assert g[k] == pytest.approx(v, rel=1e-5, abs=1e-4)
+    assert (got["seconds"] > 0).all()
+    keys = np.stack([got["floor"], got["bucket_us"], got["ix"], got["iy"]]).T.tolist()
+    assert keys == sorted(keys)
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=positions())
+def test_dense_and_sorted_paths_agree(data) -> None:
+    pos, _ = data
+    a = bin_positions(pos, LAYOUT, 0.5, T0 - 10**10, T0 + 10**10, 60)
+    old = hm._DENSE_MAX
+    try:
+        hm._DENSE_MAX = 0
+        b = bin_positions(pos, LAYOUT, 0.5, T0 - 10**10, T0 + 10**10, 60)
+    finally:
+        hm._DENSE_MAX = old
+    assert a.dtype == HEAT_DTYPE and b.dtype == HEAT_DTYPE
+    np.testing.assert_array_equal(a[["floor", "bucket_us", "ix", "iy"]], b[["floor", "bucket_us", "ix", "iy"]])
+    np.testing.assert_allclose(a["seconds"], b["seconds"], rtol=1e-6)
+
+
+def test_compute_heatmap_counts_only_customers_in_range() -> None:
+    layout = synthetic_layout(floors=2)
+    reads, am, _ = synthetic_reads(layout, n_tags=8, seconds=90, seed=5)
+    customer = reads.tag % 3 != 0
+    model = PathLossModel(np.full(len(am), -38.0), 2.3, 4.0)
+    pos = estimate_positions(reads, am, layout, model=model)
+    from_us = int(np.median(pos.ts_us))
+    to_us = from_us + 45_000_000
+    h = compute_heatmap(reads, am, layout, customer, 1.0, from_us, to_us, model=model)
+    inside = (pos.ts_us >= from_us) & (pos.ts_us < to_us) & (pos.tag % 3 != 0)
+    assert h.dtype == HEAT_DTYPE and len(h) > 0
+    assert h["seconds"].sum() == pytest.approx(inside.sum() * pos.step_s)
+    # the same cells as binning the customer positions ourselves
+    ref = naive_heatmap([(int(t), int(ts), int(f), float(x), float(y)) for t, ts, f, x, y in
+                         zip(pos.tag[inside], pos.ts_us[inside], pos.floor[inside], pos.x_m[inside], pos.y_m[inside])],
+                        1.0, layout, 1.0, from_us, to_us, 3600)
+    assert _as_dict(h).keys() == ref.keys()
+    # staff only: nothing
+    assert len(compute_heatmap(reads, am, layout, np.zeros(len(reads), bool), 1.0, from_us, to_us, model=model)) == 0
+
+
+def test_compute_heatmap_rejects_bad_input() -> None:
+    layout = synthetic_layout()
+    reads, am, _ = synthetic_reads(layout, n_tags=2, seconds=5, seed=1)
+    cust = np.ones(len(reads), bool)
+    with pytest.raises(ValueError, match="customer"):
+        compute_heatmap(reads, am, layout, cust[:-1], 1.0, 0, 1)
+    mixed = cust.copy()
+    mixed[0] = False
+    with pytest.raises(ValueError, match="customer on some reads"):
+        compute_heatmap(reads, am, layout, mixed, 1.0, 0, 1)
+    with pytest.raises(ValueError, match="cell_m"):
+        compute_heatmap(reads, am, layout, cust, 0.0, 0, 2**60)
+    with pytest.raises(ValueError, match="to_us"):
+        compute_heatmap(reads, am, layout, cust, 1.0, 10, 0)
