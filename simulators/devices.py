@@ -374,9 +374,8 @@ class MqttReaderDevice:
         try:
             for r in self._rows:
                 ts = int(r["ts_us"])
-                if pending and not self.clock.wait_until(ts, self._stop):
+                if not self.clock.wait_until(ts, self._stop):
                     break
-                self.clock.anchor(ts)
                 if self.protocol == "zebra-iot" and (last_hb is None or ts - last_hb >= self.heartbeat_us):
                     self._flush(pending)
                     self._pub.publish(zebra_iot.dumps([zebra_iot.encode_heartbeat(ts)]))
@@ -532,16 +531,14 @@ def synthetic_reads(n_readers: int, ports: int, epcs: Sequence[str], *, seconds:
     """A time-ordered stream of random reads (for tests and the CLI when no simulation is given)."""
     rng = np.random.default_rng(seed)
     n = int(seconds * reads_per_s)
-    ts = start_us + np.sort(rng.integers(0, int(seconds * 1e6), n))
+    allr = np.empty(n, SIM_READ_DTYPE)
+    allr["ts_us"] = start_us + np.sort(rng.integers(0, int(seconds * 1e6), n))
+    allr["reader"] = rng.integers(0, n_readers, n)
+    allr["port"] = rng.integers(1, ports + 1, n)
+    allr["tag"] = rng.integers(0, len(epcs), n)
+    allr["rssi_cdbm"] = rng.integers(-8000, -3000, n)
     for i in range(0, n, chunk):
-        k = min(chunk, n - i)
-        out = np.empty(k, SIM_READ_DTYPE)
-        out["ts_us"] = ts[i:i + k]
-        out["reader"] = rng.integers(0, n_readers, k)
-        out["port"] = rng.integers(1, ports + 1, k)
-        out["tag"] = rng.integers(0, len(epcs), k)
-        out["rssi_cdbm"] = rng.integers(-8000, -3000, k)
-        yield out
+        yield allr[i:i + chunk]
 
 
 def synthetic_door_counts(n_doors: int, *, rows: int, interval_s: float = 60.0, seed: int = 0,
