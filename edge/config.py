@@ -142,6 +142,8 @@ class UplinkConfig(BrokerConfig):
 
     topic_prefix: str = Field("storeflow", min_length=1)
     inflight: int = Field(16, ge=1, le=1000, description="QoS 1 batches awaiting PUBACK at a time")
+    reconnect_max_s: float = Field(30.0, ge=1, le=3600, description="cap of the reconnect backoff (s); "
+                                   "each agent randomises it by +-25% so a chain does not reconnect at once")
 
     @field_validator("topic_prefix")
     @classmethod

@@ -44,7 +44,7 @@ class Uplink:
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"storeflow-edge-{agent}",
                         clean_session=True, protocol=mqtt.MQTTv311)
         c.max_inflight_messages_set(max(cfg.inflight, 1) + 4)  # never queue inside paho: the spool is the queue
-        c.reconnect_delay_set(min_delay=1, max_delay=int(20 + random.random() * 20))
+        c.reconnect_delay_set(min_delay=1, max_delay=max(1, round(cfg.reconnect_max_s * random.uniform(0.75, 1.25))))
         c.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
         if cfg.username is not None:
             c.username_pw_set(cfg.username, cfg.effective_password())
