@@ -252,7 +252,7 @@ def parse_config(data: Any, source: str = "config") -> EdgeConfig:
 
 
 def _check_cross(cfg: EdgeConfig, source: str) -> None:
-    from edge.drivers import known_protocol  # late: the registry imports the reader modules
+    from edge.drivers import check_device  # late: the registry imports the reader modules
 
     seen: set[str] = set()
     for i, r in enumerate(cfg.readers):
@@ -260,18 +260,18 @@ def _check_cross(cfg: EdgeConfig, source: str) -> None:
         if r.reader in seen:
             raise BadInput(f"{where}.reader: duplicate reader id")
         seen.add(r.reader)
-        problem = known_protocol(r.protocol, "reader")
+        problem = check_device(r, "reader")
         if problem:
-            raise BadInput(f"{where}.protocol: {problem}")
+            raise BadInput(f"{where}.{problem[0]}: {problem[1]}")
     seen = set()
     for i, d in enumerate(cfg.doors):
         where = f"{source}: doors[{i}] (door {d.door!r})"
         if d.door in seen:
             raise BadInput(f"{where}.door: duplicate door id")
         seen.add(d.door)
-        problem = known_protocol(d.protocol, "door")
+        problem = check_device(d, "door")
         if problem:
-            raise BadInput(f"{where}.protocol: {problem}")
+            raise BadInput(f"{where}.{problem[0]}: {problem[1]}")
 
 
 def load_config(path: str | Path) -> EdgeConfig:

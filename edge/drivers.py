@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from edge.readers.base import Driver
 
-__all__ = ["known_protocol", "make_driver", "registry_protocols"]
+__all__ = ["known_protocol", "check_device", "make_driver", "registry_protocols"]
 
 
 def registry_protocols() -> dict[str, Any]:
@@ -55,6 +55,31 @@ def known_protocol(protocol: str, kind: Literal["reader", "door"]) -> str | None
     if protocol not in reg:
         known = ", ".join(sorted(reg)) or "none installed"
         return f"unknown protocol {protocol!r} (known: {known}; or module:factory)"
+    return None
+
+
+def check_device(device: Any, kind: Literal["reader", "door"]) -> tuple[str, str] | None:
+    """``(field, problem)`` when a config entry cannot be built into a driver, else None."""
+    problem = known_protocol(device.protocol, kind)
+    if problem:
+        return "protocol", problem
+    if ":" in device.protocol:
+        return None
+    spec = registry_protocols()[device.protocol]
+    spec_kind = getattr(spec, "kind", kind)
+    if spec_kind != kind:
+        return "protocol", f"{device.protocol!r} is a {spec_kind} protocol; it belongs under {spec_kind}s:"
+    transport = getattr(spec, "transport", None)
+    if transport == "serial" and device.serial is None:
+        return "serial", f"protocol {device.protocol} needs a serial: section (port, baud)"
+    if transport == "mqtt" and device.mqtt is None:
+        return "mqtt", f"protocol {device.protocol} needs an mqtt: section (topic)"
+    allowed = getattr(spec, "options", None)
+    if allowed is not None:
+        unknown = sorted(set(device.options) - set(allowed))
+        if unknown:
+            return "options", (f"unknown option(s) {', '.join(unknown)} for {device.protocol}; "
+                               f"allowed: {', '.join(sorted(allowed)) or 'none'}")
     return None
 
 
