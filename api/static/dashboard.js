@@ -62,8 +62,12 @@ function go(target) {
 }
 
 let layoutCache = null;
+async function layoutFor(store) {
+  if (!layoutCache || layoutCache.store !== store) layoutCache = await api(`/stores/${store}/layout`);
+  return layoutCache;
+}
 async function setupFloors(store) {
-  layoutCache = await api(`/stores/${store}/layout`);
+  await layoutFor(store);
   const f = $("floor");
   f.innerHTML = "";
   for (const fl of layoutCache.floors) f.add(new Option(`Floor ${fl.floor}`, fl.floor));
@@ -143,7 +147,10 @@ let sortKey = "revenue", sortDesc = true;
 async function drawCounters(store) {
   const q = period();
   if ($("tier").value) q.set("tier", $("tier").value);
-  const rows = await api(`/stores/${store}/counters?${q}`);
+  const [kpis, ranking] = await Promise.all([api(`/stores/${store}/counters?${q}`), api(`/stores/${store}/ranking?${period()}`)]);
+  const label = Object.fromEntries(ranking.map((r) => [r.zone, r.label]));
+  const names = Object.fromEntries((await layoutFor(store)).zones.map((z) => [z.zone, z.name]));
+  const rows = kpis.map((r) => ({...r, name: names[r.zone] || "", label: label[r.zone] || ""}));
   const tiers = $("tier");
   if (tiers.options.length === 1) {
     try { for (const t of (await api(`/stores/${store}/tiers`))) tiers.add(new Option(t, t)); } catch (e) { /* optional */ }

@@ -1,7 +1,159 @@
-"""JSON twins of the reports (SPEC section 4) — filled in once analytics.reports lands."""
+"""JSON twins of the reports (SPEC section 4), built on the same query layer as the CLI
+(:mod:`analytics.reports`). Periods: ``from``/``to`` as dates (store time zone) or ISO times with an
+offset; ``to`` is exclusive; default the last full day."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+
+from analytics import reports as rp
+from api.app import principal, require_role, store_guard
+from api.auth import Principal
+from api.database import TooManyRows
 
 router = APIRouter(tags=["reports"])
+
+FromQ = Query(None, alias="from", description="start: YYYY-MM-DD (store time zone) or ISO 8601 with offset")
+ToQ = Query(None, description="end (exclusive): YYYY-MM-DD or ISO 8601 with offset")
+
+
+def _period(conn: Any, store: str, from_: str | None, to: str | None) -> tuple[rp.StoreInfo, rp.Period]:
+    info = rp.store_info(conn, store)
+    return info, rp.resolve_period(from_, to, info.tz)
+
+
+@router.get("/stores/{store}/counters", summary="Counter KPIs (SPEC section 3), one object per counter")
+def counters(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
+             by: Literal["tier", "hour", "day"] | None = Query(None, description="breakdown"),
+             tier: str | None = Query(None, max_length=100, description="only this member tier ('anonymous' for non-members)"),
+             compare: Literal["previous", "year"] | None = Query(None, description="add <key>_prev and <key>_delta"),
+             who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+    store_guard(request, store, who)
+    with request.app.state.db.connection() as conn:
+        _, p = _period(conn, store, from_, to)
+        if tier is not None:
+            rows = rp.counter_kpis(conn, store, p.start, p.end, "tier")
+            return [{k: v for k, v in r.items() if k != "tier"} for r in rows if r["tier"] == tier]
+        if compare:
+            return rp.counter_kpis_compare(conn, store, p.start, p.end, compare, by)
+        return rp.counter_kpis(conn, store, p.start, p.end, by)
+
+
+@router.get("/stores/{store}/kpis", summary="Store KPIs (SPEC section 3)")
+def store_kpis(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
+               by: Literal["tier", "hour", "day"] | None = Query(None),
+               compare: Literal["previous", "year"] | None = Query(None),
+               who: Principal = Depends(principal)) -> Any:
+    store_guard(request, store, who)
+    with request.app.state.db.connection() as conn:
+        _, p = _period(conn, store, from_, to)
+        rows = (rp.store_kpis_compare(conn, store, p.start, p.end, compare, by) if compare
+                else rp.store_kpis(conn, store, p.start, p.end, by))
+    return rows[0] if by is None else rows
+
+
+@router.get("/stores/{store}/ranking", summary="Counters ranked by revenue per visitor, with quadrant labels")
+def ranking(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
+            who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+    store_guard(request, store, who)
+    with request.app.state.db.connection() as conn:
+        _, p = _period(conn, store, from_, to)
+        return rp.counter_ranking(conn, store, p.start, p.end)
+
+
+@router.get("/stores/{store}/concentration", summary="80/20 view: revenue share of the top members who visited")
+def concentration(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
+                  top_fraction: float = Query(0.2, gt=0, le=1), who: Principal = Depends(principal)) -> dict[str, Any]:
+    store_guard(request, store, who)
+    with request.app.state.db.connection() as conn:
+        _, p = _period(conn, store, from_, to)
+        return rp.revenue_concentration(conn, store, p.start, p.end, top_fraction)
+
+
+@router.get("/stores/{store}/paths", summary="Most frequent paths, most frequent first")
+def paths(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
+          top: int = Query(20, ge=1, le=1000), who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+    store_guard(request, store, who)
+    with request.app.state.db.connection() as conn:
+        _, p = _period(conn, store, from_, to)
+        return rp.top_paths(conn, store, p.start, p.end, top)
+
+
+@router.get("/stores/{store}/heatmap", summary="Customer tag-seconds per cell of one floor (cells with time only)")
+def heatmap(request: Request, store: str, floor: int, from_: str | None = FromQ, to: str | None = ToQ,
+            cell: float | None = Query(None, gt=0, le=50, description="cell edge in metres (a multiple of the stored cell)"),
+            who: Principal = Depends(principal)) -> dict[str, Any]:
+    store_guard(request, store, who)
+    with request.app.state.db.connection() as conn:
+        _, p = _period(conn, store, from_, to)
+        grid = rp.heatmap(conn, store, floor, p.start, p.end, cell)
+    return {"store": store, "floor": floor, "cell_m": grid.cell_m, "width_m": grid.width_m,
+            "depth_m": grid.depth_m, "from": p.start, "to": p.end,
+            "cells": [c for c in grid.rows() if c["seconds"] > 0]}
+
+
+@router.get("/stores/{store}/visits", summary="Customer visits with EPC and member (analyst)")
+def visits(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
+           who: Principal = Depends(require_role("analyst"))) -> list[dict[str, Any]]:
+    store_guard(request, store, who)
+    cap = request.app.state.db.settings.query_max_rows
+    with request.app.state.db.connection() as conn:
+        _, p = _period(conn, store, from_, to)
+        rows = rp.visit_rows(conn, store, p.start, p.end, limit=cap + 1)
+    if len(rows) > cap:
+        raise TooManyRows(f"more than {cap} visits; narrow the time range")
+    return rows
+
+
+@router.get("/stores/{store}/members/{member}/journey", summary="One member's trips, paths, dwell and purchases (analyst)")
+def journey(request: Request, store: str, member: str, from_: str | None = FromQ, to: str | None = ToQ,
+            who: Principal = Depends(require_role("analyst"))) -> dict[str, Any]:
+    store_guard(request, store, who)
+    with request.app.state.db.connection() as conn:
+        _, p = _period(conn, store, from_, to)
+        try:
+            return rp.member_journey(conn, store, member, p.start, p.end)
+        except rp.MemberNotFound as e:
+            raise HTTPException(404, str(e)) from None
+
+
+@router.get("/stores/{store}/tiers", summary="Member tiers present (for filters)")
+def tiers(request: Request, store: str, who: Principal = Depends(principal)) -> list[str]:
+    store_guard(request, store, who)
+    rows = request.app.state.db.fetch("SELECT DISTINCT tier FROM members ORDER BY tier", max_rows=1000)
+    return [r["tier"] for r in rows] + ["anonymous"]
+
+
+@router.get("/stores/{store}/traffic", summary="Door footfall by hour of day and by day, with the previous period")
+def traffic(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
+            who: Principal = Depends(principal)) -> dict[str, Any]:
+    store_guard(request, store, who)
+    db = request.app.state.db
+    with db.connection() as conn:
+        info, p = _period(conn, store, from_, to)
+    prev = rp.comparison_period(p.start, p.end, "previous", info.tz)
+    sql = ("SELECT {g} AS g, sum(entries)::int AS entries, sum(exits)::int AS exits FROM door_counts "
+           "WHERE store_id = %s AND ts >= %s AND ts < %s GROUP BY 1 ORDER BY 1")
+    hour = "extract(hour FROM ts AT TIME ZONE %s)::int"
+    day = "(ts AT TIME ZONE %s)::date"
+    cur_h = {r["g"]: r for r in db.fetch(sql.format(g=hour), (info.timezone, info.store_id, p.start, p.end))}
+    prev_h = {r["g"]: r for r in db.fetch(sql.format(g=hour), (info.timezone, info.store_id, prev.start, prev.end))}
+    days = db.fetch(sql.format(g=day), (info.timezone, info.store_id, p.start, p.end))
+    n_days = max(1.0, (p.end - p.start) / timedelta(days=1))
+    hours, occ = [], 0.0
+    for h in range(24):
+        e = cur_h.get(h, {}).get("entries", 0) or 0
+        x = cur_h.get(h, {}).get("exits", 0) or 0
+        occ = max(0.0, occ + (e - x) / n_days)
+        hours.append({"hour": h, "entries": e, "exits": x,
+                      "previous_entries": prev_h.get(h, {}).get("entries", 0) or 0, "occupancy_avg": round(occ, 1)})
+    footfall = sum(h["entries"] for h in hours)
+    previous = sum(h["previous_entries"] for h in hours)
+    peak = max(hours, key=lambda h: h["entries"]) if footfall else None
+    return {"store": store, "from": p.start, "to": p.end, "footfall": footfall, "previous_footfall": previous,
+            "change": (footfall - previous) / previous if previous else None,
+            "peak_hour": peak["hour"] if peak else None, "hours": hours,
+            "days": [{"day": d["g"].isoformat(), "entries": d["entries"], "exits": d["exits"]} for d in days]}

@@ -17,9 +17,22 @@ router = APIRouter(tags=["stores"])
 @router.get("/stores", summary="Stores the caller may see")
 def list_stores(request: Request, who: Principal = Depends(principal)) -> list[dict[str, Any]]:
     rows = request.app.state.db.fetch(
-        "SELECT s.store, s.name, s.timezone, count(z.*) FILTER (WHERE z.kind = 'counter' AND z.active) AS counters "
-        "FROM stores s LEFT JOIN zones z USING (store_id) GROUP BY s.store_id ORDER BY s.store")
-    return [r for r in rows if who.can_see(r["store"])]
+        "SELECT s.store, s.name, s.timezone, "
+        " (SELECT count(*) FROM zones z WHERE z.store_id = s.store_id AND z.kind = 'counter' AND z.active) AS counters,"
+        " (SELECT min(from_ts) FROM analysis_runs a WHERE a.store_id = s.store_id) AS analysed_from,"
+        " (SELECT max(to_ts) FROM analysis_runs a WHERE a.store_id = s.store_id) AS analysed_to "
+        "FROM stores s ORDER BY s.store")
+    out = []
+    for r in rows:
+        if not who.can_see(r["store"]):
+            continue
+        tz = ZoneInfo(r["timezone"])
+        # dates (store time zone) of the analysed data, for the dashboard's default period
+        r["data_from"] = r["analysed_from"].astimezone(tz).date().isoformat() if r["analysed_from"] else None
+        r["data_to"] = ((r["analysed_to"] - timedelta(microseconds=1)).astimezone(tz).date().isoformat()
+                        if r["analysed_to"] else None)
+        out.append(r)
+    return out
 
 
 @router.get("/stores/{store}/layout", summary="The store's layout (SPEC section 1)")
@@ -47,28 +60,6 @@ def occupancy(request: Request, store: str, who: Principal = Depends(principal))
     return {"store": store, "since": since.isoformat(), "footfall": int(row["entries"]),
             "exits": int(row["exits"]), "occupancy": max(0, int(row["entries"]) - int(row["exits"])),
             "last_count": row["last_count"].isoformat() if row["last_count"] else None}
-
-
-@router.get("/stores/{store}/traffic", summary="Footfall and occupancy per hour (store time zone)")
-def traffic(request: Request, store: str, day: str | None = Query(None, description="YYYY-MM-DD, default today"),
-            who: Principal = Depends(principal)) -> dict[str, Any]:
-    store_guard(request, store, who)
-    db = request.app.state.db
-    tz = db.fetch("SELECT timezone FROM stores WHERE store = %s", (store,))[0]["timezone"]
-    start = (datetime.fromisoformat(day).replace(tzinfo=ZoneInfo(tz)) if day else _local_midnight(tz))
-    end = start + timedelta(days=1)
-    rows = db.fetch(
-        "SELECT extract(hour FROM c.ts AT TIME ZONE s.timezone)::int AS hour, sum(entries) AS entries, "
-        "sum(exits) AS exits FROM door_counts c JOIN stores s USING (store_id) "
-        "WHERE s.store = %s AND c.ts >= %s AND c.ts < %s GROUP BY 1 ORDER BY 1", (store, start, end))
-    by_hour = {r["hour"]: r for r in rows}
-    out, occ = [], 0
-    for h in range(24):
-        r = by_hour.get(h, {"entries": 0, "exits": 0})
-        occ = max(0, occ + int(r["entries"]) - int(r["exits"]))
-        out.append({"hour": h, "entries": int(r["entries"]), "exits": int(r["exits"]), "occupancy_end": occ})
-    return {"store": store, "day": start.date().isoformat(), "hours": out,
-            "footfall": sum(h["entries"] for h in out)}
 
 
 @router.get("/stores/{store}/health", summary="Reader activity, ingest lag and recent rejects")
