@@ -16,7 +16,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "ingest_metrics_port": args.metrics_port, "topic_prefix": args.topic_prefix,
     }.items() if v is not None}
     settings = get_settings().model_copy(update=overrides)
-    return IngestService(settings, args.database_url).run()
+    return IngestService(settings, args.database_url, shared=not args.no_shared).run()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,4 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--metrics-port", type=int, default=None,
                      help="Prometheus /metrics port, 0 = off (default: STOREFLOW_INGEST_METRICS_PORT)")
     run.add_argument("--topic-prefix", default=None, help="first topic level (default: STOREFLOW_TOPIC_PREFIX)")
+    run.add_argument("--no-shared", action="store_true",
+                     help="plain MQTT 3.1.1 subscription instead of an MQTT 5 shared one (brokers without "
+                          "shared subscriptions; run a single process then)")
     run.set_defaults(func=_cmd_run)

@@ -82,9 +82,11 @@ def mqtt_endpoint(settings: Settings) -> tuple[str, int, bool]:
     return parts.hostname, parts.port or (8883 if tls else 1883), tls
 
 
-def subscription_topics(settings: Settings) -> list[str]:
-    """The shared subscriptions of the ingest group (reads and door counts of every agent)."""
-    base = f"$share/{settings.ingest_group}/{settings.topic_prefix}/+/+"
+def subscription_topics(settings: Settings, shared: bool = True) -> list[str]:
+    """The (shared) subscriptions of the ingest group: reads and door counts of every agent."""
+    base = f"{settings.topic_prefix}/+/+"
+    if shared:
+        base = f"$share/{settings.ingest_group}/{base}"
     return [f"{base}/reads", f"{base}/doors"]
 
 
@@ -136,6 +138,10 @@ class _Item:
     rows_stored: int = 0
     rows_rejected: int = 0
 
+    @property
+    def n_records(self) -> int:
+        return len(self.batch.records) if self.batch is not None else 1
+
 
 @dataclass
 class _StoreCache:
@@ -176,8 +182,11 @@ class IngestService:
     around SIGTERM/SIGINT for the CLI.
     """
 
-    def __init__(self, settings: Settings, database_url: str | None = None) -> None:
+    def __init__(self, settings: Settings, database_url: str | None = None, *, shared: bool = True) -> None:
+        """``shared=False``: plain subscriptions over MQTT 3.1.1 (clean_session=False), for brokers
+        without MQTT 5 shared subscriptions (the demo's amqtt); then run a single ingest process."""
         self.settings = settings
+        self.shared = shared
         self.database_url = database_url or settings.database_url
         self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -247,14 +256,17 @@ class IngestService:
         self.client_id, self._client_lock_handle = ingest_client_id(self.settings)
         self._client = self._make_client()
         host, port, _ = mqtt_endpoint(self.settings)
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = int(self.settings.ingest_session_expiry_s)
-        props.ReceiveMaximum = min(65535, max(1, self.settings.ingest_inflight))
-        self._client.connect_async(host, port, keepalive=30, clean_start=False, properties=props)
+        if self.shared:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = int(self.settings.ingest_session_expiry_s)
+            props.ReceiveMaximum = min(65535, max(1, self.settings.ingest_inflight))
+            self._client.connect_async(host, port, keepalive=30, clean_start=False, properties=props)
+        else:
+            self._client.connect_async(host, port, keepalive=30)
         self._client.loop_start()
         self._writer = threading.Thread(target=self._writer_main, name="ingest-writer", daemon=True)
         self._writer.start()
-        log.info("ingest %s: %s -> database, group %s", self.client_id, ", ".join(subscription_topics(self.settings)),
+        log.info("ingest %s: %s -> database, group %s", self.client_id, ", ".join(subscription_topics(self.settings, self.shared)),
                  self.settings.ingest_group)
 
     @property
@@ -301,8 +313,12 @@ class IngestService:
     # --- MQTT (network thread: never touches the database) --------------------------------------
     def _make_client(self) -> mqtt.Client:
         s = self.settings
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5,
-                        manual_ack=True)
+        if self.shared:
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5,
+                            manual_ack=True)
+        else:
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv311,
+                            clean_session=False, manual_ack=True)
         if s.mqtt_username:
             c.username_pw_set(s.mqtt_username, s.mqtt_password)
         if mqtt_endpoint(s)[2]:
@@ -321,10 +337,10 @@ class IngestService:
         with self._gen_lock:
             self._generation += 1
         opts = SubscribeOptions(qos=1)
-        client.subscribe([(t, opts) for t in subscription_topics(self.settings)])
+        client.subscribe([(t, opts) for t in subscription_topics(self.settings, self.shared)])
         self.m_mqtt_up.set(1)
         self._connected.set()
-        log.info("MQTT connected (session present: %s)", flags.session_present)
+        log.info("MQTT connected (session present: %s)", getattr(flags, "session_present", "?"))
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._connected.clear()
@@ -353,9 +369,9 @@ class IngestService:
         try:
             while True:
                 stopping = self._stop.is_set()
-                msgs = self._collect(drain=stopping)
-                if msgs:
-                    if not self._flush(msgs):
+                items = self._collect(drain=stopping)
+                if items:
+                    if not self._flush(items):
                         return                       # stopping during an outage: leave them unacked
                 elif stopping:
                     return
@@ -366,29 +382,29 @@ class IngestService:
             self._fatal = e
             self._stop.set()
 
-    def _collect(self, drain: bool) -> list[Message]:
-        """Messages for one transaction: until ingest_max_batch_reads, half the receive window, or
-        ingest_max_batch_delay_s after the first one arrived."""
+    def _collect(self, drain: bool) -> list[_Item]:
+        """Decoded messages for one transaction: until ingest_max_batch_reads records, half the receive
+        window, or ingest_max_batch_delay_s after the first one arrived."""
         try:
             first = self._queue.get_nowait() if drain else self._queue.get(timeout=0.2)
         except queue.Empty:
             return []
-        msgs = [first]
-        reads = len(first.payload) // 19
+        items = [self._decode(first)]
+        records = items[0].n_records
         deadline = first.received + self.settings.ingest_max_batch_delay_s
-        while reads < self.settings.ingest_max_batch_reads and len(msgs) < self._max_msgs:
+        while records < self.settings.ingest_max_batch_reads and len(items) < self._max_msgs:
             remaining = deadline - time.monotonic()
             try:
                 m = self._queue.get_nowait() if (remaining <= 0 or drain) else self._queue.get(timeout=remaining)
             except queue.Empty:
                 break
-            msgs.append(m)
-            reads += len(m.payload) // 19
-        return msgs
+            items.append(self._decode(m))
+            records += items[-1].n_records
+        return items
 
-    def _flush(self, msgs: list[Message]) -> bool:
-        """Store and acknowledge ``msgs``; retries through database outages. False if stopped first."""
-        items = [self._decode(m) for m in msgs]
+    def _flush(self, items: list[_Item]) -> bool:
+        """Store and acknowledge the messages; retries through database outages. False if stopped first."""
+        msgs = [it.msg for it in items]
         backoff = 0.2
         while True:
             try:
@@ -636,6 +652,9 @@ class IngestService:
                     [list(col) for col in zip(*ledger)])
         commit_s = time.perf_counter() - t0
         self.m_commit_s.observe(commit_s)
+        log.debug("committed %d messages: %d reads, %d door rows, %d reject rows in %.3f s (queued: %d)",
+                  len(items), sum(len(c) for c in cols["ts"]), sum(len(c) for c in doors["ts"]), len(reject_rows),
+                  commit_s, self._queue.qsize())
         for it in items:
             {"stored": stats.stored, "duplicate": stats.duplicates, "rejected": stats.rejected}[it.outcome].append(it)
         return stats
