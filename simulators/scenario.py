@@ -17,10 +17,17 @@ __all__ = ["RFParams", "CrowdParams", "DoorParams", "Scenario", "SCENARIOS", "ge
 
 @dataclass(frozen=True)
 class RFParams:
-    """UHF RFID link model. RSSI(d, θ) = rssi_1m_dbm + G(θ) + g_a - 10·n·log10(d) + shadowing (dBm)."""
+    """UHF RFID link model (dual-slope log-distance path loss, d = 3-D distance in metres):
+
+    RSSI(d, θ) = rssi_1m_dbm + G(θ) + g_a - 10·n·log10(d)                         for d <= breakpoint
+               = rssi_1m_dbm + G(θ) + g_a - 10·n·log10(bp) - 10·n_far·log10(d/bp)  beyond it
+    plus shadowing (dBm); G(θ) = -min(12·(θ/beamwidth)², front_back); g_a a per-antenna offset.
+    Beyond the breakpoint shelving and bodies block the line of sight, so RSSI falls faster."""
 
     rssi_1m_dbm: float = -48.0          # mean RSSI at 1 m on boresight (dBm)
     path_loss_exp: float = 2.8          # n: RSSI falls 10·n dB per decade of distance
+    breakpoint_m: float = 6.0           # beyond this (3-D) distance the exponent is path_loss_exp_far
+    path_loss_exp_far: float = 4.5
     sensitivity_dbm: float = -70.0      # RSSI at which a round reads the tag with p_max / 2
     read_softness_db: float = 1.5       # width of the logistic read-probability edge (dB)
     p_max: float = 0.55                 # best-case probability that one round reads a tag
@@ -49,7 +56,19 @@ class RFParams:
         sigma = math.hypot(self.shadow_slow_db, self.shadow_fast_db)
         budget = (self.rssi_1m_dbm + 2 * self.gain_spread_db + 2 * sigma
                   - (self.sensitivity_dbm - 3.0 * self.read_softness_db))
-        return float(min(25.0, 10 ** (budget / (10 * self.path_loss_exp))))
+        near = 10 * self.path_loss_exp * math.log10(self.breakpoint_m)
+        if budget <= near:
+            d = 10 ** (budget / (10 * self.path_loss_exp))
+        else:
+            d = self.breakpoint_m * 10 ** ((budget - near) / (10 * self.path_loss_exp_far))
+        return float(min(20.0, d))
+
+    def path_loss_db(self, distance3d_m: np.ndarray) -> np.ndarray:
+        """Path loss relative to 1 m at a 3-D distance (dB, positive), dual slope."""
+        d = np.maximum(np.asarray(distance3d_m, float), 0.1)
+        bp = self.breakpoint_m
+        return np.where(d <= bp, 10 * self.path_loss_exp * np.log10(d),
+                        10 * self.path_loss_exp * math.log10(bp) + 10 * self.path_loss_exp_far * np.log10(d / bp))
 
     def mean_rssi_dbm(self, distance_m: np.ndarray, angle_rad: np.ndarray | float = 0.0,
                       gain_offset_db: float = 0.0) -> np.ndarray:
@@ -57,7 +76,7 @@ class RFParams:
         d = np.sqrt(np.asarray(distance_m, float) ** 2 + (self.antenna_height_m - self.tag_height_m) ** 2)
         ang = np.abs(np.asarray(angle_rad, float))
         g = -np.minimum(12.0 * (np.degrees(ang) / self.beamwidth_deg) ** 2, self.front_back_db)
-        return self.rssi_1m_dbm + g + gain_offset_db - 10 * self.path_loss_exp * np.log10(np.maximum(d, 0.1))
+        return self.rssi_1m_dbm + g + gain_offset_db - self.path_loss_db(d)
 
     def read_probability(self, distance_m: np.ndarray, angle_rad: np.ndarray | float = 0.0,
                          gain_offset_db: float = 0.0) -> np.ndarray:
@@ -113,7 +132,7 @@ SCENARIOS: dict[str, Scenario] = {
     "easy": Scenario("easy"),
     "hard": Scenario(
         "hard",
-        rf=RFParams(path_loss_exp=2.6, shadow_slow_db=6.0, shadow_fast_db=2.5, p_max=0.42, round_cap=25,
+        rf=RFParams(path_loss_exp=2.6, path_loss_exp_far=4.0, shadow_slow_db=6.0, shadow_fast_db=2.5, p_max=0.42, round_cap=25,
                     gain_spread_db=3.0, front_back_db=9.0, ghost_p=0.03, dup_p=0.04, skew_sd_s=1.5,
                     drift_sd_ppm=100.0, rssi_step_db=1.0),
         crowd=CrowdParams(group_sizes=(0.45, 0.33, 0.14, 0.08), arrival_peak_power=1.8, glance_p=0.35,

@@ -52,6 +52,12 @@ class Spot:
     attraction: float
     shrink: tuple[float, float, float, float]  # browse bbox inside the polygon
 
+    def __post_init__(self) -> None:
+        self.index = ZoneIndex.of([self.zone])
+        xs = sorted({p[0] for p in self.zone.polygon})
+        ys = sorted({p[1] for p in self.zone.polygon})
+        self.is_rect = len(self.zone.polygon) == 4 and len(xs) == 2 and len(ys) == 2
+
 
 class World:
     """Static, per-layout simulation geometry: walking graph, counter portals, doors."""
@@ -74,6 +80,11 @@ class World:
             elif z.kind == "checkout" and z.floor not in self.checkouts:
                 self.checkouts[z.floor] = z
         self.counter_index = ZoneIndex.of([s.zone for s in self.counters])
+        cents = np.array([self._centroid(s.zone) for s in self.counters]).reshape(-1, 2)
+        self.c_x, self.c_y = cents[:, 0], cents[:, 1]
+        self.c_floor = np.array([s.zone.floor for s in self.counters])
+        self.c_attr = np.array([s.attraction for s in self.counters])
+        self.c_cat = np.array([s.zone.category or "general" for s in self.counters])
         self.door_nodes = []
         for d in layout.doors:
             self.door_nodes.append(self.nav.node_at(d.floor, d.x, d.y))
@@ -122,11 +133,11 @@ class World:
     def random_inside(self, rng: np.random.Generator, spot: Spot, margin: float = 0.4) -> tuple[float, float]:
         """A uniformly random point inside the spot's polygon, kept ``margin`` from its bbox edges."""
         x0, y0, x1, y1 = spot.shrink
-        idx = ZoneIndex.of([spot.zone])
+        mx, my = min(margin, (x1 - x0) / 3), min(margin, (y1 - y0) / 3)
         for _ in range(50):
-            x = rng.uniform(x0 + min(margin, (x1 - x0) / 3), x1 - min(margin, (x1 - x0) / 3))
-            y = rng.uniform(y0 + min(margin, (y1 - y0) / 3), y1 - min(margin, (y1 - y0) / 3))
-            if idx.lookup(np.array([spot.zone.floor]), np.array([x]), np.array([y]))[0] == 0:
+            x = x0 + mx + (x1 - x0 - 2 * mx) * rng.random()
+            y = y0 + my + (y1 - y0 - 2 * my) * rng.random()
+            if spot.is_rect or spot.index.lookup(np.array([spot.zone.floor]), np.array([x]), np.array([y]))[0] == 0:
                 return x, y
         return spot.portals[0].in_xy
 
@@ -343,9 +354,10 @@ def plan_people(world: World, sc: Scenario, rng: np.random.Generator, shoppers: 
             if visited and rng.random() < c.revisit_p:
                 ci = visited[int(rng.integers(len(visited)))]
             else:
-                wts = np.array([s.attraction * (4.0 if (s.zone.category or "general") in prefs else 1.0)
-                                * math.exp(-_floor_dist(s, cur_f, cx, cy) / 35.0)
-                                * (0.2 if i in visited else 1.0) for i, s in enumerate(world.counters)])
+                dist = np.hypot(world.c_x - cx, world.c_y - cy) + np.where(world.c_floor == cur_f, 0.0, 40.0)
+                wts = world.c_attr * np.where(np.isin(world.c_cat, list(prefs)), 4.0, 1.0) * np.exp(-dist / 35.0)
+                if visited:
+                    wts[visited] *= 0.2
                 ci = int(rng.choice(len(world.counters), p=wts / wts.sum()))
             spot = world.counters[ci]
             portals = spot.portals
@@ -409,12 +421,6 @@ def plan_people(world: World, sc: Scenario, rng: np.random.Generator, shoppers: 
 def _area(z: Zone) -> float:
     p = z.polygon
     return abs(sum(p[i][0] * p[(i + 1) % len(p)][1] - p[(i + 1) % len(p)][0] * p[i][1] for i in range(len(p)))) / 2
-
-
-def _floor_dist(s: Spot, f: int, x: float, y: float) -> float:
-    cx = sum(p[0] for p in s.zone.polygon) / len(s.zone.polygon)
-    cy = sum(p[1] for p in s.zone.polygon) / len(s.zone.polygon)
-    return math.hypot(cx - x, cy - y) + (0.0 if s.zone.floor == f else 40.0)
 
 
 def _staff_day(world: World, rng: np.random.Generator, spot: Spot, start_us: int,
