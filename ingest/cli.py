@@ -16,7 +16,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "ingest_metrics_port": args.metrics_port, "topic_prefix": args.topic_prefix,
     }.items() if v is not None}
     settings = get_settings().model_copy(update=overrides)
-    return IngestService(settings, args.database_url, shared=not args.no_shared).run()
+    return IngestService(settings, args.database_url, shared=not args.no_shared,
+                         leave=args.leave).run()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,4 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--no-shared", action="store_true",
                      help="plain MQTT 3.1.1 subscription instead of an MQTT 5 shared one (brokers without "
                           "shared subscriptions; run a single process then)")
+    run.add_argument("--leave", action="store_true",
+                     help="scale down: unsubscribe this --client-id from the group, store what the broker still "
+                          "holds for its session, end the session and exit")
     run.set_defaults(func=_cmd_run)

@@ -182,11 +182,18 @@ class IngestService:
     around SIGTERM/SIGINT for the CLI.
     """
 
-    def __init__(self, settings: Settings, database_url: str | None = None, *, shared: bool = True) -> None:
+    def __init__(self, settings: Settings, database_url: str | None = None, *, shared: bool = True,
+                 leave: bool = False) -> None:
         """``shared=False``: plain subscriptions over MQTT 3.1.1 (clean_session=False), for brokers
-        without MQTT 5 shared subscriptions (the demo's amqtt); then run a single ingest process."""
+        without MQTT 5 shared subscriptions (the demo's amqtt); then run a single ingest process.
+
+        ``leave=True`` (scale-down): resume this client id's session without subscribing, unsubscribe,
+        store what the broker still holds for it, then end the session (see :meth:`drain`).
+        """
         self.settings = settings
         self.shared = shared
+        self.leave = leave
+        self._last_message = time.monotonic()
         self.database_url = database_url or settings.database_url
         self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -284,7 +291,12 @@ class IngestService:
         if self._writer is not None:
             self._writer.join(timeout_s)
         if self._client is not None:
-            self._client.disconnect()
+            if self.leave and self.shared:
+                end = Properties(PacketTypes.DISCONNECT)
+                end.SessionExpiryInterval = 0          # the session ends with this connection
+                self._client.disconnect(properties=end)
+            else:
+                self._client.disconnect()
             self._client.loop_stop()
         if self._metrics_server is not None:
             self._metrics_server.close()
@@ -292,6 +304,19 @@ class IngestService:
             self._conn.close()
         if self._client_lock_handle is not None:
             self._client_lock_handle.close()
+
+    def drain(self, quiet_s: float = 2.0, timeout_s: float = 600.0) -> None:
+        """(leave mode) Wait until the session's backlog is stored: connected, nothing pending and no
+        message for ``quiet_s``; then ask the service to stop."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not self._stop.is_set():
+            with self._unacked_lock:
+                idle = self._unacked == 0
+            if self._connected.is_set() and idle and time.monotonic() - self._last_message > quiet_s:
+                break
+            time.sleep(0.1)
+        log.info("session %s drained; ending it", self.client_id)
+        self._stop.set()
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit status."""
@@ -302,6 +327,8 @@ class IngestService:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         self.start()
+        if self.leave:
+            self.drain()
         while not self._stop.wait(0.5):
             if self._writer is not None and not self._writer.is_alive():
                 break
@@ -336,9 +363,15 @@ class IngestService:
             return
         with self._gen_lock:
             self._generation += 1
-        opts = SubscribeOptions(qos=1)
-        client.subscribe([(t, opts) for t in subscription_topics(self.settings, self.shared)])
+        if self.leave:
+            # The broker routes a share of the group's messages to every member's session, even an
+            # offline one: leaving the group means unsubscribing, then draining what is queued.
+            client.unsubscribe(subscription_topics(self.settings, self.shared))
+        else:
+            opts = SubscribeOptions(qos=1)
+            client.subscribe([(t, opts) for t in subscription_topics(self.settings, self.shared)])
         self.m_mqtt_up.set(1)
+        self._last_message = time.monotonic()
         self._connected.set()
         log.info("MQTT connected (session present: %s)", getattr(flags, "session_present", "?"))
 
@@ -352,6 +385,7 @@ class IngestService:
         self._queue.put(Message(msg.mid, msg.qos, msg.topic, msg.payload, self._generation, time.monotonic()))
         self.m_msgs_received.inc()
         self._pending_add(1)
+        self._last_message = time.monotonic()
 
     def _ack(self, msgs: list[Message]) -> None:
         assert self._client is not None

@@ -506,3 +506,34 @@ def test_database_restart_pauses_and_resumes_without_loss(mini_layout_path: Path
         assert metric(svc, "storeflow_ingest_db_up") == 1
     finally:
         pg.destroy()
+
+
+def test_leave_drains_an_offline_members_share_and_ends_its_session(
+        db_url: str, mini_layout_path: Path, unique_prefix: str, mqtt_broker: tuple[str, int], tmp_path: Path,
+        service_factory: Callable[[Settings], IngestService]) -> None:
+    load_store(db_url, mini_layout_path)
+    s_a = make_settings(db_url, unique_prefix, mqtt_broker, tmp_path)
+    s_b = make_settings(db_url, unique_prefix, mqtt_broker, tmp_path)
+    service_factory(s_a)
+    b = IngestService(s_b)
+    b.start()
+    assert b.wait_connected(10)
+    time.sleep(0.3)
+    b.stop()                                      # stopped, not left: its session keeps its share
+    rng = np.random.default_rng(17)
+    first = [reads_batch("a1", seq, 20, rng) for seq in range(20)]
+    publish_in_background(mqtt_broker, unique_prefix, first, 0.0).join(20)
+    time.sleep(1.0)
+    held = len(first) - scalar(db_url, "SELECT count(*) FROM ingest_ledger")
+    assert held > 0, "the broker gave the offline member no share (broker behaviour changed?)"
+    leaver = IngestService(s_b, leave=True)
+    leaver.start()
+    leaver.drain(quiet_s=1.0, timeout_s=20)
+    leaver.stop()
+    assert scalar(db_url, "SELECT count(*) FROM ingest_ledger") == len(first)
+    assert metric(leaver, "storeflow_ingest_messages_committed_total") == held
+    second = [reads_batch("a1", 100 + seq, 20, rng) for seq in range(10)]
+    publish_in_background(mqtt_broker, unique_prefix, second, 0.0).join(20)
+    wait_until(lambda: scalar(db_url, "SELECT count(*) FROM ingest_ledger") == len(first) + len(second), 10,
+               "the remaining member stores everything once the other left")
+    assert scalar(db_url, "SELECT count(*) FROM tag_reads") == (len(first) + len(second)) * 20
