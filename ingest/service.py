@@ -409,8 +409,7 @@ class IngestService:
                         return                       # stopping during an outage: leave them unacked
                 elif stopping:
                     return
-                else:
-                    self._maybe_retention()
+                self._maybe_retention()
         except BaseException as e:  # noqa: BLE001 - report and let run() exit non-zero
             log.exception("ingest writer failed")
             self._fatal = e
