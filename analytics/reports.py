@@ -8,8 +8,8 @@ timezone-aware datetimes, and returns plain data (dicts, lists, small dataclasse
 Definitions shared by all reports (beyond SPEC section 3):
 
 - *customer*: a tag whose ``kind`` is NULL (unknown tag, anonymous) or ``member``; staff and asset
-  tags are excluded everywhere. The tag's current kind is used, so re-importing the tags file
-  corrects reports without re-running the analytics job.
+  tags are excluded everywhere, through the ``customer`` flag the analytics job writes on visits and
+  trips (re-run ``storeflow analyze`` for a period after re-classifying tags).
 - a visit, pass-by or trip belongs to the period its start falls in; a purchase to the period its
   ``ts`` falls in; door counts to the period their interval start falls in.
 - *tags seen* (store ``tags_seen`` and the ``attraction`` denominator): distinct customer tags with
@@ -25,7 +25,8 @@ Definitions shared by all reports (beyond SPEC section 3):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
@@ -34,6 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from storeflow.contract import BadInput
 from storeflow.settings import store_params
@@ -248,7 +250,10 @@ def _year_back(dt: datetime, zone: ZoneInfo) -> datetime:
 # ------------------------------------------------------------------------------------------------
 # group expressions per breakdown
 
-_CUSTOMER = "(t.kind IS NULL OR t.kind = 'member')"
+# Staff and asset tags are excluded through the customer flag the analytics job writes on every visit
+# and trip (tags.kind at analysis time), so the chain-wide tags table is only joined when a report
+# needs the member.
+_JOIN_TAGS = "JOIN tags t ON t.tag_id = {a}.tag_id LEFT JOIN members m ON m.member = t.member"
 _TIER_TAG = "CASE WHEN t.member IS NULL THEN 'anonymous' ELSE coalesce(m.tier, 'unknown') END"
 _TIER_PURCHASE = "CASE WHEN p.member IS NULL THEN 'anonymous' ELSE coalesce(m.tier, 'unknown') END"
 
@@ -266,11 +271,30 @@ def _group_expr(by: By | None, ts_col: str, tier_expr: str) -> str:
     raise BadInput(f"unknown breakdown {by!r} (choose tier, hour or day)")
 
 
+def _tags_join(by: By | None, alias: str) -> str:
+    return _JOIN_TAGS.format(a=alias) if by == "tier" else ""
+
+
+@contextmanager
+def _month_scan(conn: psycopg.Connection) -> Iterator[None]:
+    """Planner settings for aggregating a period of visits: sorts in memory, and no index scan (the
+    (store, zone, start) index hands rows over in zone order, revisiting every heap page once per
+    zone: 4x slower than a sequential or bitmap scan and a sort). Restored afterwards."""
+    old = conn.execute("SELECT current_setting('work_mem'), current_setting('enable_indexscan')").fetchone()
+    conn.execute("SELECT set_config('work_mem', '64MB', false), set_config('enable_indexscan', 'off', false)")
+    try:
+        yield
+    finally:
+        # After an error inside a transaction the rollback undoes the settings by itself.
+        if old is not None and conn.info.transaction_status != TransactionStatus.INERROR:
+            conn.execute("SELECT set_config('work_mem', %s, false), set_config('enable_indexscan', %s, false)", old)
+
+
 def _seen_sql(by: By | None) -> str:
     """Distinct customer tags whose trips overlap the period, per breakdown label."""
-    base = ("FROM trips tr JOIN tags t ON t.tag_id = tr.tag_id LEFT JOIN members m ON m.member = t.member "
-            f"{{lateral}} WHERE tr.store_id = %(sid)s AND tr.start_ts < %(end)s AND tr.end_ts >= %(start)s "
-            f"AND {_CUSTOMER}")
+    base = (f"FROM trips tr {_tags_join(by, 'tr')} "
+            "{lateral} WHERE tr.store_id = %(sid)s AND tr.start_ts < %(end)s AND tr.end_ts >= %(start)s "
+            "AND tr.customer")
     if by in (None, "tier"):
         return f"SELECT {_group_expr(by, '', _TIER_TAG)} AS g, count(DISTINCT tr.tag_id) " \
                + base.format(lateral="") + " GROUP BY 1"
@@ -336,33 +360,39 @@ def counter_kpis(conn: psycopg.Connection, store: str, start: datetime, end: dat
                count(DISTINCT v.tag_id) FILTER (WHERE NOT v.passby),
                count(*) FILTER (WHERE NOT v.passby),
                count(*) FILTER (WHERE v.passby),
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY v.dwell_s::float8) FILTER (WHERE NOT v.passby),
-               percentile_cont(0.9) WITHIN GROUP (ORDER BY v.dwell_s::float8) FILTER (WHERE NOT v.passby),
-               sum(v.dwell_s::float8) FILTER (WHERE NOT v.passby)
-        FROM visits v JOIN tags t ON t.tag_id = v.tag_id LEFT JOIN members m ON m.member = t.member
-        WHERE v.store_id = %(sid)s AND v.start_ts >= %(start)s AND v.start_ts < %(end)s AND {_CUSTOMER}
+               percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY v.dwell_s::float8) FILTER (WHERE NOT v.passby),
+               sum(v.dwell_s::float8) FILTER (WHERE NOT v.passby),
+               min(v.trip_start) FILTER (WHERE NOT v.passby), max(v.trip_end) FILTER (WHERE NOT v.passby)
+        FROM visits v {_tags_join(by, 'v')}
+        WHERE v.store_id = %(sid)s AND v.start_ts >= %(start)s AND v.start_ts < %(end)s AND v.customer
         GROUP BY 1, 2"""
-    # A visitor is a buyer when their member bought at this counter within [trip start, trip end + window].
+    # A visitor is a buyer when their member bought at this counter within [trip start, trip end +
+    # window]. Purchases are bounded by the trips' extent so the join reads only those.
     buyers_sql = f"""
         SELECT {gv} AS g, v.zone_id, count(DISTINCT v.tag_id)
         FROM visits v JOIN tags t ON t.tag_id = v.tag_id LEFT JOIN members m ON m.member = t.member
-        WHERE v.store_id = %(sid)s AND v.start_ts >= %(start)s AND v.start_ts < %(end)s AND {_CUSTOMER}
-          AND NOT v.passby AND t.member IS NOT NULL
-          AND EXISTS (SELECT 1 FROM purchases p
-                      WHERE p.member = t.member AND p.store_id = %(sid)s AND p.zone_id = v.zone_id
-                        AND p.ts >= v.trip_start
-                        AND p.ts <= v.trip_end + %(window)s * interval '1 second')
+        JOIN purchases p ON p.member = t.member AND p.zone_id = v.zone_id
+                        AND p.ts >= v.trip_start AND p.ts <= v.trip_end + %(window)s * interval '1 second'
+        WHERE v.store_id = %(sid)s AND v.start_ts >= %(start)s AND v.start_ts < %(end)s AND v.customer
+          AND NOT v.passby AND p.store_id = %(sid)s AND p.ts >= %(p_from)s
+          AND p.ts <= %(p_to)s + %(window)s * interval '1 second'
         GROUP BY 1, 2"""
     gp = _group_expr(by, "p.ts", _TIER_PURCHASE)
     revenue_sql = f"""
         SELECT {gp} AS g, p.zone_id, sum(p.amount)
-        FROM purchases p LEFT JOIN members m ON m.member = p.member
+        FROM purchases p {"LEFT JOIN members m ON m.member = p.member" if by == "tier" else ""}
         WHERE p.store_id = %(sid)s AND p.ts >= %(start)s AND p.ts < %(end)s
         GROUP BY 1, 2"""
-    vis = {(g, z): r for g, z, *r in conn.execute(visits_sql, p)}  # type: ignore[arg-type]
-    buyers = {(g, z): int(n) for g, z, n in conn.execute(buyers_sql, p)}  # type: ignore[arg-type]
-    revenue = {(g, z): a for g, z, a in conn.execute(revenue_sql, p)}  # type: ignore[arg-type]
-    seen = {g: int(n) for g, n in conn.execute(_seen_sql(by), p)}  # type: ignore[arg-type]
+    with _month_scan(conn):
+        vis = {(g, z): r for g, z, *r in conn.execute(visits_sql, p)}  # type: ignore[arg-type]
+        buyers: dict[tuple[Any, int], int] = {}
+        extents = [(r[5], r[6]) for r in vis.values() if r[5] is not None]  # trips of real visits
+        if extents:
+            p_from, p_to = min(a for a, _ in extents), max(b for _, b in extents)
+            buyers = {(g, z): int(n) for g, z, n in conn.execute(  # type: ignore[arg-type]
+                buyers_sql, {**p, "p_from": p_from, "p_to": p_to})}
+        revenue = {(g, z): a for g, z, a in conn.execute(revenue_sql, p)}  # type: ignore[arg-type]
+        seen = {g: int(n) for g, n in conn.execute(_seen_sql(by), p)}  # type: ignore[arg-type]
 
     groups = _all_groups(by, period, info.tz, [*seen, *(g for g, _ in vis), *(g for g, _ in revenue)])
     with_data = {z for _, z in vis} | {z for _, z in revenue}
@@ -370,7 +400,8 @@ def counter_kpis(conn: psycopg.Connection, store: str, start: datetime, end: dat
     rows: list[dict[str, Any]] = []
     for g in groups:
         for zid, code in counters:
-            visitors, visits, passbys, med, p90, total = vis.get((g, zid), (0, 0, 0, None, None, None))
+            visitors, visits, passbys, pct, total, _, _ = vis.get((g, zid), (0, 0, 0, None, None, None, None))
+            med, p90 = pct if pct is not None else (None, None)
             n_buyers = buyers.get((g, zid), 0)
             rev = _money(revenue.get((g, zid)))
             row: dict[str, Any] = {} if by is None else {by: _label(by, g)}
@@ -407,24 +438,11 @@ def store_kpis(conn: psycopg.Connection, store: str, start: datetime, end: datet
     period = Period(start, end)
     p = {"sid": info.store_id, "start": period.start, "end": period.end, "tz": info.timezone}
     foot: dict[Any, int] = {}
-    if by != "tier":
-        gd = _group_expr(by, "d.ts", "")
-        foot = {g: int(n) for g, n in conn.execute(  # type: ignore[call-overload]
-            f"SELECT {gd} AS g, sum(d.entries) FROM door_counts d "
-            "WHERE d.store_id = %(sid)s AND d.ts >= %(start)s AND d.ts < %(end)s GROUP BY 1", p)}
-    gp = _group_expr(by, "p.ts", _TIER_PURCHASE)
-    trans = {g: int(n) for g, n in conn.execute(  # type: ignore[call-overload]
-        f"SELECT {gp} AS g, count(DISTINCT p.receipt) FROM purchases p "
-        "LEFT JOIN members m ON m.member = p.member "
-        "WHERE p.store_id = %(sid)s AND p.ts >= %(start)s AND p.ts < %(end)s GROUP BY 1", p)}
-    gt = _group_expr(by, "tr.start_ts", _TIER_TAG)
-    trip_med = {g: _f(x) for g, x in conn.execute(  # type: ignore[call-overload]
-        f"SELECT {gt} AS g, percentile_cont(0.5) WITHIN GROUP "
-        "(ORDER BY extract(epoch FROM tr.end_ts - tr.start_ts)::float8) "
-        "FROM trips tr JOIN tags t ON t.tag_id = tr.tag_id LEFT JOIN members m ON m.member = t.member "
-        f"WHERE tr.store_id = %(sid)s AND tr.start_ts >= %(start)s AND tr.start_ts < %(end)s AND {_CUSTOMER} "
-        "GROUP BY 1", p)}
-    seen = {g: int(n) for g, n in conn.execute(_seen_sql(by), p)}  # type: ignore[call-overload]
+    trans: dict[Any, int] = {}
+    trip_med: dict[Any, float | None] = {}
+    seen: dict[Any, int] = {}
+    with _month_scan(conn):
+        _store_queries(conn, by, p, foot, trans, trip_med, seen)
     groups = _all_groups(by, period, info.tz, [*seen, *trans, *trip_med])
     rows: list[dict[str, Any]] = []
     for g in groups:
@@ -440,6 +458,28 @@ def store_kpis(conn: psycopg.Connection, store: str, start: datetime, end: datet
         })
         rows.append(row)
     return rows
+
+
+def _store_queries(conn: psycopg.Connection, by: By | None, p: dict[str, Any], foot: dict[Any, int],
+                   trans: dict[Any, int], trip_med: dict[Any, float | None], seen: dict[Any, int]) -> None:
+    if by != "tier":
+        gd = _group_expr(by, "d.ts", "")
+        foot.update({g: int(n) for g, n in conn.execute(  # type: ignore[call-overload]
+            f"SELECT {gd} AS g, sum(d.entries) FROM door_counts d "
+            "WHERE d.store_id = %(sid)s AND d.ts >= %(start)s AND d.ts < %(end)s GROUP BY 1", p)})
+    gp = _group_expr(by, "p.ts", _TIER_PURCHASE)
+    trans.update({g: int(n) for g, n in conn.execute(  # type: ignore[call-overload]
+        f"SELECT {gp} AS g, count(DISTINCT p.receipt) FROM purchases p "
+        f"{'LEFT JOIN members m ON m.member = p.member' if by == 'tier' else ''} "
+        "WHERE p.store_id = %(sid)s AND p.ts >= %(start)s AND p.ts < %(end)s GROUP BY 1", p)})
+    gt = _group_expr(by, "tr.start_ts", _TIER_TAG)
+    trip_med.update({g: _f(x) for g, x in conn.execute(  # type: ignore[call-overload]
+        f"SELECT {gt} AS g, percentile_cont(0.5) WITHIN GROUP "
+        "(ORDER BY extract(epoch FROM tr.end_ts - tr.start_ts)::float8) "
+        f"FROM trips tr {_tags_join(by, 'tr')} "
+        "WHERE tr.store_id = %(sid)s AND tr.start_ts >= %(start)s AND tr.start_ts < %(end)s AND tr.customer "
+        "GROUP BY 1", p)})
+    seen.update({g: int(n) for g, n in conn.execute(_seen_sql(by), p)})  # type: ignore[call-overload]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -548,7 +588,7 @@ def revenue_concentration(conn: psycopg.Connection, store: str, start: datetime,
         WITH visitors AS (
             SELECT DISTINCT t.member FROM visits v JOIN tags t ON t.tag_id = v.tag_id
             WHERE v.store_id = %(sid)s AND v.start_ts >= %(start)s AND v.start_ts < %(end)s
-              AND NOT v.passby AND {_CUSTOMER} AND t.member IS NOT NULL)
+              AND NOT v.passby AND v.customer AND t.member IS NOT NULL)
         SELECT coalesce(sum(p.amount), 0) FROM visitors vi
         LEFT JOIN purchases p ON p.member = vi.member AND p.store_id = %(sid)s
                              AND p.ts >= %(start)s AND p.ts < %(end)s
@@ -582,7 +622,7 @@ def visit_rows(conn: psycopg.Connection, store: str, start: datetime, end: datet
         SELECT t.epc, t.member, z.zone, v.start_ts, v.end_ts, v.dwell_s::float8
         FROM visits v JOIN tags t ON t.tag_id = v.tag_id JOIN zones z ON z.zone_id = v.zone_id
         WHERE v.store_id = %(sid)s AND v.start_ts >= %(start)s AND v.start_ts < %(end)s
-          AND NOT v.passby AND {_CUSTOMER}
+          AND NOT v.passby AND v.customer
         ORDER BY v.start_ts, t.epc, z.zone""" + (" LIMIT %(limit)s" if limit is not None else "")
     p = {"sid": info.store_id, "start": period.start, "end": period.end, "limit": limit}
     return [
@@ -602,9 +642,9 @@ def top_paths(conn: psycopg.Connection, store: str, start: datetime, end: dateti
     info = store_info(conn, store)
     period = Period(start, end)
     sql = f"""
-        SELECT tr.path, count(*) FROM trips tr JOIN tags t ON t.tag_id = tr.tag_id
+        SELECT tr.path, count(*) FROM trips tr
         WHERE tr.store_id = %(sid)s AND tr.start_ts >= %(start)s AND tr.start_ts < %(end)s
-          AND {_CUSTOMER} AND cardinality(tr.path) > 0
+          AND tr.customer AND cardinality(tr.path) > 0
         GROUP BY tr.path ORDER BY 2 DESC, 1""" + (" LIMIT %(top)s" if top is not None else "")
     p = {"sid": info.store_id, "start": period.start, "end": period.end, "top": top}
     return [{"path": list(path), "trips": int(n)} for path, n in conn.execute(sql, p)]  # type: ignore[call-overload]

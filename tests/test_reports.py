@@ -129,12 +129,16 @@ def test_purchase_window_is_a_store_parameter(rdb: psycopg.Connection) -> None:
     assert by_zone(R.counter_kpis(rdb, STORE, *DAY))["C02"]["buyers"] == 2
 
 
-def test_staff_kind_is_read_from_tags(rdb: psycopg.Connection) -> None:
-    # Re-classifying T3 as staff removes it from C01 and C02 and from the store's tags seen.
-    rdb.execute("UPDATE tags SET kind = 'staff' WHERE epc = 'E2000003'")
+def test_non_customer_flag_excludes_everywhere(rdb: psycopg.Connection) -> None:
+    # The analytics job marks staff/asset visits and trips customer = false; a tag re-classified as
+    # staff and re-analysed (here: T3) leaves C01, C02, the store's tags seen and the paths.
+    rdb.execute("UPDATE visits SET customer = false WHERE tag_id = (SELECT tag_id FROM tags WHERE epc = 'E2000003')")
+    rdb.execute("UPDATE trips SET customer = false WHERE tag_id = (SELECT tag_id FROM tags WHERE epc = 'E2000003')")
     c = by_zone(R.counter_kpis(rdb, STORE, *DAY))
     assert (c["C01"]["visitors"], c["C02"]["visitors"]) == (2, 4)
     assert c["C01"]["attraction"] == pytest.approx(2 / 4)
+    assert R.store_kpis(rdb, STORE, *DAY)[0]["tags_seen"] == 4
+    assert {"path": ["C02", "C01"], "trips": 1} not in R.top_paths(rdb, STORE, *DAY)
 
 
 def test_counter_kpis_by_tier(rdb: psycopg.Connection) -> None:
