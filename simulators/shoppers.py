@@ -85,6 +85,12 @@ class World:
         self.c_floor = np.array([s.zone.floor for s in self.counters])
         self.c_attr = np.array([s.attraction for s in self.counters])
         self.c_cat = np.array([s.zone.category or "general" for s in self.counters])
+        # counter portals as arrays, for "brushing" into counters along the way
+        refs = [(ci, pi) for ci, sp in enumerate(self.counters) for pi in range(len(sp.portals))]
+        self.p_ref = refs
+        self.p_x = np.array([self.counters[ci].portals[pi].out_xy[0] for ci, pi in refs])
+        self.p_y = np.array([self.counters[ci].portals[pi].out_xy[1] for ci, pi in refs])
+        self.p_floor = np.array([self.counters[ci].zone.floor for ci, _ in refs])
         self.door_nodes = []
         for d in layout.doors:
             self.door_nodes.append(self.nav.node_at(d.floor, d.x, d.y))
@@ -178,10 +184,17 @@ class _Walker:
         f, x, y = self.pos
         self.pts.append((int(self.t), f, x, y))
 
-    def walk_to(self, node: int) -> None:
-        """Walk the straightened aisle path to a node, with lateral jitter, speed changes and pauses."""
+    def walk_to(self, node: int, brush_p: float = 0.0) -> None:
+        """Walk the straightened aisle path to a node, with lateral jitter, speed changes and pauses.
+
+        With probability ``brush_p`` the walker steps briefly into a counter it passes (a pass-by)."""
         path = self.w.nav.path(self.node, node)
+        brush_at = -1
+        if brush_p > 0 and len(path) > 2 and self.rng.random() < brush_p and len(self.w.p_ref):
+            brush_at = int(self.rng.integers(1, len(path) - 1))
         for i, (f, x, y) in enumerate(path[1:], start=1):
+            if i == brush_at:
+                self._brush()
             cf, _, _ = self.pos
             if f != cf:  # escalator: ride to the other floor
                 ride = self._ride_s(self.node if i == 1 else None)
@@ -196,6 +209,22 @@ class _Walker:
             if self.rng.random() < 0.05:
                 self.stay(self.rng.uniform(2, 10))
         self.node = node
+
+    def _brush(self) -> None:
+        """Step into the counter whose open side is nearest (within 6 m) and straight back out."""
+        f, x, y = self.pos
+        d = np.hypot(self.w.p_x - x, self.w.p_y - y) + np.where(self.w.p_floor == f, 0.0, 1e9)
+        k = int(np.argmin(d))
+        if d[k] > 6.0:
+            return
+        ci, pi = self.w.p_ref[k]
+        portal = self.w.counters[ci].portals[pi]
+        (ox, oy), (ix, iy) = portal.out_xy, portal.in_xy
+        frac = (0.9 + self.rng.uniform(0.2, 1.0)) / 1.5  # out point is 0.9 m outside, in point 0.6 m inside
+        self.go(f, ox, oy, self.speed)
+        self.go(f, ox + (ix - ox) * frac, oy + (iy - oy) * frac, self.speed * 0.7)
+        self.stay(self.rng.uniform(0.0, 3.0))
+        self.go(f, ox, oy, self.speed * 0.8)
 
     def _ride_s(self, _node: int | None) -> float:
         return float(np.median([r for _, _, r in self.w.nav.escalators])) if self.w.nav.escalators else 25.0
@@ -362,7 +391,7 @@ def plan_people(world: World, sc: Scenario, rng: np.random.Generator, shoppers: 
             spot = world.counters[ci]
             portals = spot.portals
             pa = min(portals, key=lambda p: math.dist(p.out_xy, (cx, cy)) + (0 if spot.zone.floor == cur_f else 1e3))
-            wk.walk_to(pa.node)
+            wk.walk_to(pa.node, c.brush_p)
             r = rng.random()
             if len(portals) > 1 and r < c.walkthrough_p:
                 pb = portals[int(rng.integers(len(portals)))]

@@ -186,11 +186,20 @@ class Simulation:
                                          encoding="utf-8")
         del src
         t = self.truth
-        pos = t.positions
-        _write_csv(out / "truth" / "positions.csv", ["epc", "ts", "floor", "x_m", "y_m"],
-                   zip(epcs[pos["tag"]], pos["ts_us"].tolist(), pos["floor"].tolist(),
-                       np.round(pos["x_m"], 3).tolist(), np.round(pos["y_m"], 3).tolist()))
-        counts["truth/positions.csv"] = len(pos)
+        with open(out / "truth" / "positions.csv", "w", encoding="utf-8", newline="") as fh:
+            fh.write("epc,ts,floor,x_m,y_m\n")
+            n = 0
+            for pos in t.position_batches():
+                cols = [epcs[pos["tag"]].astype(object), pos["ts_us"].astype(str).astype(object),
+                        pos["floor"].astype(str).astype(object), np.char.mod("%.3f", pos["x_m"]).astype(object),
+                        np.char.mod("%.3f", pos["y_m"]).astype(object)]
+                lines = cols[0]
+                for c in cols[1:]:
+                    lines = lines + "," + c
+                fh.write("\n".join(lines.tolist()))
+                fh.write("\n")
+                n += pos.size
+        counts["truth/positions.csv"] = n
         v = t.visits
         _write_csv(out / "truth" / "visits.csv", ["epc", "member", "zone", "start", "end", "dwell_s", "passby"],
                    ((epcs[r["tag"]], t.tag_member[r["tag"]], r["zone"], int(r["start_us"]), int(r["end_us"]),

@@ -109,18 +109,35 @@ class Truth:
     def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return self.traj.bounds()
 
+    def position_batches(self, tags_per_batch: int = 256, tags: np.ndarray | None = None):  # -> Iterator
+        """True positions (POSITION_DTYPE, by tag then time) in batches of tags, without holding them all."""
+        todo = np.arange(self.traj.n_tags) if tags is None else np.asarray(tags)
+        for lo in range(0, todo.size, tags_per_batch):
+            parts = []
+            for tag in todo[lo:lo + tags_per_batch]:
+                ts, f, x, y = self._tag_samples(int(tag))
+                if ts.size == 0:
+                    continue
+                p = np.empty(ts.size, POSITION_DTYPE)
+                p["tag"], p["ts_us"], p["floor"], p["x_m"], p["y_m"] = tag, ts, f, x, y
+                parts.append(p)
+            if parts:
+                yield np.concatenate(parts)
+
     @cached_property
     def positions(self) -> np.ndarray:
-        """True positions of every tag in the store, every 0.5 s (POSITION_DTYPE, by tag then time)."""
-        parts = []
-        for tag in range(self.traj.n_tags):
-            ts, f, x, y = self._tag_samples(tag)
-            if ts.size == 0:
-                continue
-            p = np.empty(ts.size, POSITION_DTYPE)
-            p["tag"], p["ts_us"], p["floor"], p["x_m"], p["y_m"] = tag, ts, f, x, y
-            parts.append(p)
+        """True positions of every tag in the store, every 0.5 s (POSITION_DTYPE, by tag then time).
+
+        Held in memory: for long, busy simulations use :meth:`position_batches`."""
+        parts = list(self.position_batches())
         return np.concatenate(parts) if parts else np.zeros(0, POSITION_DTYPE)
+
+    def _customer_batches(self):  # -> Iterator[np.ndarray]
+        if "positions" in self.__dict__:  # already materialised
+            pos = self.positions
+            yield pos[self.customer[pos["tag"]]]
+            return
+        yield from self.position_batches(tags=np.flatnonzero(self.customer))
 
     @cached_property
     def _counter_index(self) -> ZoneIndex:
@@ -129,46 +146,46 @@ class Truth:
     @cached_property
     def visits(self) -> np.ndarray:
         """True counter visits and pass-bys of customer tags (VISIT_DTYPE, by tag then start)."""
-        pos = self.positions
-        pos = pos[self.customer[pos["tag"]]]
         zi = self._counter_index
         names = np.array([z.zone for z in zi.zones], dtype="U16")
-        zone = zi.lookup(pos["floor"], pos["x_m"], pos["y_m"])
         gap_us = np.int64(self._params["gap_s"] * 1e6)
         out = []
-        bounds = np.flatnonzero(np.diff(pos["tag"].astype(np.int64))) + 1
-        for lo, hi in zip(np.concatenate(([0], bounds)), np.concatenate((bounds, [pos.size]))):
-            if hi <= lo:
-                continue
-            oz, os_, oe = _runs(zone[lo:hi], pos["ts_us"][lo:hi], np.int64(SAMPLE_US), gap_us)
-            if oz.size == 0:
-                continue
-            v = np.empty(oz.size, VISIT_DTYPE)
-            v["tag"] = pos["tag"][lo]
-            v["zone"] = names[oz]
-            v["start_us"], v["end_us"] = os_, oe
-            v["dwell_s"] = (oe - os_) / 1e6
-            v["passby"] = v["dwell_s"] < self._params["min_dwell_s"]
-            out.append(v)
+        for pos in self._customer_batches():
+            zone = zi.lookup(pos["floor"], pos["x_m"], pos["y_m"])
+            bounds = np.flatnonzero(np.diff(pos["tag"].astype(np.int64))) + 1
+            for lo, hi in zip(np.concatenate(([0], bounds)), np.concatenate((bounds, [pos.size]))):
+                if hi <= lo:
+                    continue
+                oz, os_, oe = _runs(zone[lo:hi], pos["ts_us"][lo:hi], np.int64(SAMPLE_US), gap_us)
+                if oz.size == 0:
+                    continue
+                v = np.empty(oz.size, VISIT_DTYPE)
+                v["tag"] = pos["tag"][lo]
+                v["zone"] = names[oz]
+                v["start_us"], v["end_us"] = os_, oe
+                v["dwell_s"] = (oe - os_) / 1e6
+                v["passby"] = v["dwell_s"] < self._params["min_dwell_s"]
+                out.append(v)
         return np.concatenate(out) if out else np.zeros(0, VISIT_DTYPE)
 
     @cached_property
     def trips(self) -> np.ndarray:
         """Customer trips: presence with no gap over ``trip_gap_s`` (TRIP_DTYPE)."""
-        pos = self.positions
-        pos = pos[self.customer[pos["tag"]]]
-        if pos.size == 0:
-            return np.zeros(0, TRIP_DTYPE)
         gap = self._params["trip_gap_s"] * 1e6
-        new = np.ones(pos.size, bool)
-        new[1:] = (pos["tag"][1:] != pos["tag"][:-1]) | (np.diff(pos["ts_us"]) > gap)
-        starts = np.flatnonzero(new)
-        ends = np.concatenate((starts[1:], [pos.size])) - 1
-        t = np.empty(starts.size, TRIP_DTYPE)
-        t["tag"] = pos["tag"][starts]
-        t["start_us"] = pos["ts_us"][starts]
-        t["end_us"] = pos["ts_us"][ends] + SAMPLE_US
-        return t
+        out = []
+        for pos in self._customer_batches():
+            if pos.size == 0:
+                continue
+            new = np.ones(pos.size, bool)
+            new[1:] = (pos["tag"][1:] != pos["tag"][:-1]) | (np.diff(pos["ts_us"]) > gap)
+            starts = np.flatnonzero(new)
+            ends = np.concatenate((starts[1:], [pos.size])) - 1
+            t = np.empty(starts.size, TRIP_DTYPE)
+            t["tag"] = pos["tag"][starts]
+            t["start_us"] = pos["ts_us"][starts]
+            t["end_us"] = pos["ts_us"][ends] + SAMPLE_US
+            out.append(t)
+        return np.concatenate(out) if out else np.zeros(0, TRIP_DTYPE)
 
     # --- KPIs ----------------------------------------------------------------------------------
     def _period(self, from_us: int | None, to_us: int | None) -> tuple[int, int]:
@@ -251,9 +268,10 @@ class Truth:
         """[nx, ny] customer tag-seconds per cell of ``floor`` from true positions (cell (0,0) at origin)."""
         fl = self.layout.floor(floor)
         nx, ny = int(np.ceil(fl.width_m / cell_m - 1e-9)), int(np.ceil(fl.depth_m / cell_m - 1e-9))
-        pos = self.positions
-        pos = pos[self.customer[pos["tag"]] & (pos["floor"] == floor)]
-        ix = np.clip((pos["x_m"] / cell_m).astype(np.int64), 0, nx - 1)
-        iy = np.clip((pos["y_m"] / cell_m).astype(np.int64), 0, ny - 1)
-        h = np.bincount(ix * ny + iy, minlength=nx * ny).astype(np.float64) * (SAMPLE_US / 1e6)
+        h = np.zeros(nx * ny, np.float64)
+        for pos in self._customer_batches():
+            pos = pos[pos["floor"] == floor]
+            ix = np.clip((pos["x_m"] / cell_m).astype(np.int64), 0, nx - 1)
+            iy = np.clip((pos["y_m"] / cell_m).astype(np.int64), 0, ny - 1)
+            h += np.bincount(ix * ny + iy, minlength=nx * ny) * (SAMPLE_US / 1e6)
         return h.reshape(nx, ny)
