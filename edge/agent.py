@@ -267,6 +267,13 @@ class Agent:
             self.published += 1
             self._inflight[mid] = b.seq
 
+    def backlog(self) -> int:
+        """Records accepted from drivers and not yet acknowledged by the broker (memory + spool)."""
+        with self._inbox_lock:
+            n = len(self._inbox_reads) + len(self._inbox_doors)
+        n += len(self.smoother) + len(self._pending_reads) + len(self._pending_doors)
+        return n + (self.spool.stats().records if self.spool is not None else 0)
+
     # health ----------------------------------------------------------------------------------------------
     def health(self, now: int | None = None) -> dict[str, Any]:
         """The health message: per device driver health + agent counters, spool, uplink, smoothing."""
@@ -297,6 +304,7 @@ class Agent:
                              "disconnects": self.uplink.disconnects, "published": self.published,
                              "acked": self.acked, "inflight": len(self._inflight),
                              "last_error": self.uplink.last_error}
+        out["backlog_records"] = self.backlog()
         out["smoothing"] = {"window_s": self.cfg.smoothing.window_s, "reads_in": self.smoother.reads_in,
                             "records_out": self.smoother.records_out, "open": len(self.smoother)}
         return out

@@ -41,6 +41,7 @@ class Uplink:
         self.connects = 0
         self.disconnects = 0
         self.last_error: str | None = None
+        self._stopping = False
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"storeflow-edge-{agent}",
                         clean_session=True, protocol=mqtt.MQTTv311)
         c.max_inflight_messages_set(max(cfg.inflight, 1) + 4)  # never queue inside paho: the spool is the queue
@@ -73,7 +74,7 @@ class Uplink:
         self._connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._stopping:
             self.disconnects += 1
             log.warning("uplink to %s:%s lost (%s); reconnecting, reads go to the spool",
                         self.cfg.host, self.cfg.effective_port, reason)
@@ -112,6 +113,7 @@ class Uplink:
 
     def stop(self, timeout_s: float = 2.0) -> None:
         """Publish the retained offline status (a clean exit sends no will), then disconnect."""
+        self._stopping = True
         try:
             if self.connected:
                 info = self._client.publish(self.status_topic, self._status("offline"), qos=1, retain=True)
