@@ -23,7 +23,6 @@ import base64
 import fcntl
 import json
 import logging
-import os
 import queue
 import random
 import signal

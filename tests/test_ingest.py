@@ -265,6 +265,9 @@ def test_every_kind_of_malformed_message_is_rejected_and_good_ones_stored(
     p = unique_prefix
     good = [reads_batch("a1", seq, 50, rng) for seq in range(4)]
     partial = reads_batch("a1", 10, 60, rng, antennas=ANTENNAS + [("R9", 3)])
+    door_partial = doors_batch("a1", 11, 6)
+    door_partial.doors = ["D1", "D9"]
+    door_partial.records["door"][::2] = 1
     valid = encode_batch(reads_batch("a1", 20, 10, rng))
     (hlen,) = struct.unpack_from("<I", valid, 4)
     reads_topic = f"{p}/{STORE}/a1/reads"
@@ -293,12 +296,13 @@ def test_every_kind_of_malformed_message_is_rejected_and_good_ones_stored(
         pub.send_batch(p, good[1])
         pub.send_batch(p, partial)
         pub.send_batch(p, good[2])
+        pub.send_batch(p, door_partial)
         pub.send_batch(p, good[3])
     finally:
         pub.close()
     n_partial_good = int((partial.records["antenna"] < 4).sum())
     wait_until(lambda: metric(svc, "storeflow_ingest_pending_messages") == 0
-               and metric(svc, "storeflow_ingest_messages_received_total") == len(bad_messages) + 5, 20,
+               and metric(svc, "storeflow_ingest_messages_received_total") == len(bad_messages) + 6, 20,
                "all messages handled")
     with psycopg.connect(db_url) as c:
         rejects = c.execute("SELECT source, location, reason, raw FROM rejects").fetchall()
@@ -311,7 +315,10 @@ def test_every_kind_of_malformed_message_is_rejected_and_good_ones_stored(
     assert len(antenna_reject) == 1
     assert f"{60 - n_partial_good} of 60 records rejected" in antenna_reject[0][2]
     assert '"reader": "R9"' in antenna_reject[0][3]
-    assert len(rejects) == len(bad_messages) + 1
+    door_reject = [r for r in rejects if "unknown door 'D9'" in r[2]]
+    assert len(door_reject) == 1 and "3 of 6 records rejected" in door_reject[0][2]
+    assert scalar(db_url, "SELECT count(*) FROM door_counts") == 3
+    assert len(rejects) == len(bad_messages) + 2
     ids = antenna_ids(db_url)
     kept = Batch(**{**partial.__dict__, "records": partial.records[partial.records["antenna"] < 4]})
     assert set(stored_rows(db_url)) == expected_rows(good + [kept], ids)
