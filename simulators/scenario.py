@@ -100,6 +100,7 @@ class CrowdParams:
     arrival_peak_power: float = 1.0     # >1 sharpens the daily curve (denser peaks)
     glance_p: float = 0.30              # a counter stop is only a look (< 10 s)
     walkthrough_p: float = 0.08         # per stop: cut through a counter with two open sides
+    return_p: float = 0.05              # a group comes back later the same day (a second trip)
     brush_p: float = 0.25              # per walking leg: step briefly into a counter passed on the way
     revisit_p: float = 0.12             # per stop: go back to a counter already visited
     dwell_median_s: float = 75.0        # median of the log-normal body of browse times

@@ -359,9 +359,13 @@ def plan_people(world: World, sc: Scenario, rng: np.random.Generator, shoppers: 
     arrivals = arrival_times(rng, len(sizes), start_us, hours, layout.timezone, c.arrival_peak_power)
     n_stops_mean = 2.0 + min(8.0, len(world.counters) / 8.0)
     receipt_no = 0
-    for g, t_arr in zip(sizes, arrivals):
-        people = []
-        for _ in range(g):
+    visits_todo: list[tuple[int, int, list | None]] = [(int(t), g, None) for g, t in zip(sizes, arrivals)]
+    i_visit = 0
+    while i_visit < len(visits_todo):
+        t_arr, g, again = visits_todo[i_visit]
+        i_visit += 1
+        people = [] if again is None else list(again)
+        for _ in range(g if again is None else 0):
             if rng.random() < c.member_share and next_member < n_members:
                 m = int(member_order[next_member])
                 next_member += 1
@@ -430,8 +434,8 @@ def plan_people(world: World, sc: Scenario, rng: np.random.Generator, shoppers: 
                     ts = wk.t - rng.uniform(0, 20) * 1e6
                 plan.purchases.append((int(ts), member, spot.zone.zone, amount, f"RC{receipt_no:08d}"))
         wk.walk_to(world.door_nodes[door_out])
-        plan.crossings.append((int(t_arr), door_in, g, 1))
-        plan.crossings.append((int(wk.t), door_out, g, -1))
+        plan.crossings.append((int(t_arr), door_in, len(people), 1))
+        plan.crossings.append((int(wk.t), door_out, len(people), -1))
         # group members follow the leader with a small offset and lag
         for k, (tag, _, _) in enumerate(people):
             lag = 0 if k == 0 else int(rng.uniform(0.3, 1.5) * 1e6)
@@ -440,10 +444,14 @@ def plan_people(world: World, sc: Scenario, rng: np.random.Generator, shoppers: 
             if tag < 0:
                 continue
             pts = [(t + lag, f, x + ox, y + oy) for t, f, x, y in wk.pts]
-            if plan.waypoints[tag]:  # a member who already came today (shared card): keep the first trip
-                continue
-            plan.waypoints[tag] = pts + [(pts[-1][0] + 1, -1, pts[-1][2], pts[-1][3])]
-    # non-member sales (shoppers without a member card are not all modelled as walkers' buys)
+            if plan.waypoints[tag] and plan.waypoints[tag][-1][0] >= pts[0][0]:
+                continue  # overlapping trips of one tag cannot happen; keep the first
+            plan.waypoints[tag] += pts + [(pts[-1][0] + 1, -1, pts[-1][2], pts[-1][3])]
+        # some come back later the same day (lunch, a second look): a new trip of the same tags
+        if again is None and rng.random() < c.return_p:
+            t_back = int(wk.t + rng.uniform(0.5, 3.0) * 3.6e9)
+            if t_back < end_us - 600e6:
+                visits_todo.append((t_back, g, people))
     return plan
 
 

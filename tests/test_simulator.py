@@ -196,7 +196,7 @@ def test_kpis_have_spec_keys_and_consistent_values(sim, boutique):
     assert all(k["buyers"] <= k["visitors"] for k in kp)
     assert math.isclose(sum(k["revenue"] for k in kp), float(sim.purchases["amount"].sum()), rel_tol=1e-9)
     s = t.store_kpis()
-    assert set(s) == STORE_KEYS and s["footfall"] == 50 and s["transactions"] == len(sim.purchases)
+    assert set(s) == STORE_KEYS and 50 <= s["footfall"] <= 60 and s["transactions"] == len(sim.purchases)
     later = t.counter_kpis(from_us=sim.start_us + 900_000_000)
     assert sum(k["visits"] for k in later) < sum(k["visits"] for k in kp)
 
@@ -215,7 +215,7 @@ def test_door_counts_close_to_true_entries(boutique):
     s = simulate(boutique, shoppers=300, hours=0.25, seed=3)
     counted = int(s.door_counts["entries"].sum())
     true = s.truth.store_kpis()["footfall"]
-    assert true == 300
+    assert 300 <= true <= 330  # a few come back for a second trip
     assert 0.85 * true <= counted <= 1.02 * true  # a few % off, undercounting groups
 
 
@@ -390,3 +390,16 @@ def test_bad_parameters_are_rejected(boutique):
     with pytest.raises(BadInput, match="scenario"):
         simulate(boutique, shoppers=1, hours=1, seed=1, scenario="medium")
     assert Path(sample_layout_path("department")).is_file()
+
+
+def test_some_shoppers_come_back_for_a_second_trip(boutique):
+    s = simulate(boutique, shoppers=150, hours=4, seed=11)
+    trips = s.truth.trips
+    tags, n = np.unique(trips["tag"], return_counts=True)
+    assert (n > 1).any()
+    t = trips[trips["tag"] == tags[np.argmax(n)]]
+    assert (t["start_us"][1:] - t["end_us"][:-1] > 1200e6).all()
+    # arrivals follow the afternoon curve of a Friday: more arrivals 18-20 h than 10-11 h is not in
+    # this window (10-14 h), but 12-14 h must be busier than 10-11 h
+    starts_h = (trips["start_us"] - s.start_us) / 3.6e9
+    assert ((starts_h >= 2) & (starts_h < 3)).sum() > ((starts_h >= 0) & (starts_h < 1)).sum()
