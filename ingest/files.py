@@ -46,9 +46,10 @@ from storeflow.store import StoreDims, load_store_dims, upsert_layout
 __all__ = ["ImportResult", "ReasonStat", "import_file", "import_layout", "file_sha256", "format_summary",
            "DEFAULT_BLOCK_BYTES", "KINDS", "STORE_KINDS"]
 
-#: Bytes of whole lines per committed block (~500 k reads). The ledger keys on block numbers, so
-#: re-importing a file must use the same value (it is not a user setting for that reason).
-DEFAULT_BLOCK_BYTES = 32 << 20
+#: Bytes of whole lines per committed block (~250 k reads; parsing one takes ~10x that in memory,
+#: two are in flight). The ledger keys on block numbers, so re-importing a file must use the same
+#: value (it is not a user setting for that reason).
+DEFAULT_BLOCK_BYTES = 16 << 20
 #: Kinds whose rows belong to one store (``--store``); tags and members are chain-wide.
 STORE_KINDS = ("reads", "doors", "purchases")
 #: Line numbers listed per reject reason in the summary.

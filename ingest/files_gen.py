@@ -17,7 +17,7 @@ __all__ = ["write_reads_csv"]
 
 
 def write_reads_csv(path: Path, n_rows: int, antennas: Sequence[tuple[str, int]], *, n_tags: int = 5000,
-                    start_us: int = 1_763_604_000_000_000, rate_per_s: float = 1000.0, seed: int = 0,
+                    start_us: int = 1_795_140_000_000_000, rate_per_s: float = 1000.0, seed: int = 0,
                     iso: bool = True, block_rows: int = 500_000) -> int:
     """Write ``n_rows`` reads (``ts,reader,antenna,epc,rssi,count``) to ``path``; returns the file size.
 

@@ -66,6 +66,7 @@ _SNIFF_BYTES = 1 << 16
 _INT16_MAX = 32767
 #: What bytes.strip() strips; the fast path trims exactly these so both paths agree on blank lines.
 _ASCII_WS = " \t\n\r\x0b\x0c"
+_BLANK = "^[ \\t\\n\\r\\x0b\\x0c]*$"
 
 
 @dataclass(frozen=True)
@@ -461,25 +462,28 @@ def _not_utf8(line_no: int, raw: str) -> Reject:
 
 
 def _parse_reads_fast(block: Block, header: Header, antennas: Mapping[tuple[str, int], int]) -> ReadsBlock | None:
-    try:
-        text = block.data.decode("utf-8")
-    except UnicodeDecodeError:
+    try:  # the cast validates UTF-8 without a Python str copy of the block
+        text = pa.array([block.data], pa.large_binary()).cast(pa.large_string())
+    except pa.ArrowInvalid:
         return None  # rare: let the row path sort out which lines are broken
-    lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
+    lines = pc.split_pattern(text, "\n").flatten()
     del text
-    lines = pc.utf8_rtrim(lines, characters="\r")
+    if b"\r" in block.data:
+        lines = pc.utf8_rtrim(lines, characters="\r")
     line_no = np.arange(block.first_line, block.first_line + len(lines), dtype=np.int64)
-    keep = ~_np_bool(pc.equal(pc.utf8_length(pc.utf8_trim(lines, characters=_ASCII_WS)), 0))
-    if not keep.all():
+    keep = ~_np_bool(pc.match_substring_regex(lines, _BLANK))
+    if not keep[:-1].all():
         idx = np.flatnonzero(keep)
         lines, line_no = pc.take(lines, pa.array(idx)), line_no[idx]
+    elif len(keep) and not keep[-1]:  # the usual case: only the "line" after the final newline is blank
+        lines, line_no = lines.slice(0, len(lines) - 1), line_no[:-1]
     n_rows = len(lines) + len(block.oversized)
     fields = pc.split_pattern(lines, ",")
     # lines csv.reader could split differently (quotes, a stray CR) take the row path
     simple = (_np_bool(pc.equal(pc.list_value_length(fields), header.width))
               & ~_np_bool(pc.match_substring_regex(lines, '["\r]')))
     sidx = np.flatnonzero(simple)
-    fields_s = pc.take(fields, pa.array(sidx))
+    fields_s = fields if len(sidx) == len(lines) else pc.take(fields, pa.array(sidx))
     cols = {name: pc.utf8_trim(pc.list_element(fields_s, header.index[name]), characters=_ASCII_WS)
             for name in ("ts", "reader", "antenna", "epc", "rssi", "count") if name in header.index}
     del fields, fields_s

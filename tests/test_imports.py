@@ -11,7 +11,6 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
-import numpy as np
 import psutil
 import psycopg
 import pytest
