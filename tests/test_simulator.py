@@ -399,7 +399,23 @@ def test_some_shoppers_come_back_for_a_second_trip(boutique):
     assert (n > 1).any()
     t = trips[trips["tag"] == tags[np.argmax(n)]]
     assert (t["start_us"][1:] - t["end_us"][:-1] > 1200e6).all()
-    # arrivals follow the afternoon curve of a Friday: more arrivals 18-20 h than 10-11 h is not in
-    # this window (10-14 h), but 12-14 h must be busier than 10-11 h
+    # arrivals follow the hour curve: on this Friday 12-13 h is busier than 10-11 h
     starts_h = (trips["start_us"] - s.start_us) / 3.6e9
     assert ((starts_h >= 2) & (starts_h < 3)).sum() > ((starts_h >= 0) & (starts_h < 1)).sum()
+
+
+def test_arrival_curve_weekday_vs_weekend():
+    from simulators.shoppers import arrival_times
+
+    rng = np.random.default_rng(0)
+    fri = 1_795_140_000_000_000 - 2 * 3_600_000_000  # 2026-11-20 08:00 +08:00 (Friday)
+    sat = fri + 86_400_000_000
+    a = arrival_times(rng, 20_000, fri, 14.0, "Asia/Shanghai")
+    b = arrival_times(rng, 20_000, sat, 14.0, "Asia/Shanghai")
+    assert (a >= fri).all() and (a < fri + 14 * 3_600_000_000).all() and (np.diff(a) >= 0).all()
+    hour_a = (a - fri) // 3_600_000_000 + 8
+    hour_b = (b - sat) // 3_600_000_000 + 8
+    # weekday: evening peak after work; weekend: busy from late morning
+    assert (hour_a == 18).sum() > 1.2 * (hour_a == 11).sum()
+    assert (hour_b == 12).sum() > (hour_a == 12).sum()
+    assert (hour_a == 8).sum() < 0.05 * len(a)
