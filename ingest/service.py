@@ -367,8 +367,8 @@ class IngestService:
             # offline one: leaving the group means unsubscribing, then draining what is queued.
             client.unsubscribe(subscription_topics(self.settings, self.shared))
         else:
-            opts = SubscribeOptions(qos=1)
-            client.subscribe([(t, opts) for t in subscription_topics(self.settings, self.shared)])
+            qos: Any = SubscribeOptions(qos=1) if self.shared else 1
+            client.subscribe([(t, qos) for t in subscription_topics(self.settings, self.shared)])
         self.m_mqtt_up.set(1)
         self._last_message = time.monotonic()
         self._connected.set()

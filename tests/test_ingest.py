@@ -544,3 +544,22 @@ def test_leave_drains_an_offline_members_share_and_ends_its_session(
     wait_until(lambda: scalar(db_url, "SELECT count(*) FROM ingest_ledger") == len(first) + len(second), 10,
                "the remaining member stores everything once the other left")
     assert scalar(db_url, "SELECT count(*) FROM tag_reads") == (len(first) + len(second)) * 20
+
+
+def test_plain_mqtt311_subscription_mode(db_url: str, mini_layout_path: Path, unique_prefix: str,
+                                         mqtt_broker: tuple[str, int], tmp_path: Path) -> None:
+    """--no-shared (brokers without MQTT 5, e.g. the demo's amqtt): same storage, same dedup."""
+    load_store(db_url, mini_layout_path)
+    svc = IngestService(make_settings(db_url, unique_prefix, mqtt_broker, tmp_path), shared=False)
+    svc.start()
+    try:
+        assert svc.wait_connected(10)
+        time.sleep(0.3)
+        rng = np.random.default_rng(23)
+        batches = [reads_batch("a1", seq, 30, rng) for seq in range(5)]
+        publish_in_background(mqtt_broker, unique_prefix, batches + batches[:2], 0.0).join(20)
+        wait_until(lambda: metric(svc, "storeflow_ingest_messages_duplicate_total") == 2, 10, "duplicates")
+        assert set(stored_rows(db_url)) == expected_rows(batches, antenna_ids(db_url))
+        assert scalar(db_url, "SELECT count(*) FROM tag_reads") == 150
+    finally:
+        svc.stop()
