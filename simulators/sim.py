@@ -12,6 +12,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import yaml
 
 from analytics.data import AntennaMap, Reads, antenna_map
@@ -154,18 +156,19 @@ class Simulation:
         counts: dict[str, int] = {}
         readers = [r.reader for r in self.layout.readers]
         epcs = self.tags["epc"]
-        with open(out / "reads.csv", "w", encoding="utf-8", newline="") as fh:
-            fh.write("ts,reader,antenna,epc,rssi\n")
+        epc_dict = pa.array(epcs.tolist(), pa.string())
+        reader_dict = pa.array(readers, pa.string())
+        with open(out / "reads.csv", "wb") as fh:
+            fh.write(b"ts,reader,antenna,epc,rssi\n")
             n = 0
-            rdr = np.array(readers, dtype=object)
             for ch in self.read_chunks(500_000):
-                cols = [ch["ts_us"].astype(str), rdr[ch["reader"]].astype(str), ch["port"].astype(str),
-                        epcs[ch["tag"]], np.char.mod("%.2f", ch["rssi_cdbm"] / 100.0)]
-                lines = cols[0].astype(object)
-                for c in cols[1:]:
-                    lines = lines + "," + c.astype(object)
-                fh.write("\n".join(lines.tolist()))
-                fh.write("\n")
+                _append_csv(fh, {
+                    "ts": ch["ts_us"],
+                    "reader": pa.DictionaryArray.from_arrays(pa.array(ch["reader"].astype(np.int32)), reader_dict),
+                    "antenna": ch["port"],
+                    "epc": pa.DictionaryArray.from_arrays(pa.array(ch["tag"].astype(np.int32)), epc_dict),
+                    "rssi": ch["rssi_cdbm"] / 100.0,
+                })
                 n += ch.size
             counts["reads.csv"] = n
         doors = [d.door for d in self.layout.doors]
@@ -186,18 +189,15 @@ class Simulation:
                                          encoding="utf-8")
         del src
         t = self.truth
-        with open(out / "truth" / "positions.csv", "w", encoding="utf-8", newline="") as fh:
-            fh.write("epc,ts,floor,x_m,y_m\n")
+        with open(out / "truth" / "positions.csv", "wb") as fh:
+            fh.write(b"epc,ts,floor,x_m,y_m\n")
             n = 0
             for pos in t.position_batches():
-                cols = [epcs[pos["tag"]].astype(object), pos["ts_us"].astype(str).astype(object),
-                        pos["floor"].astype(str).astype(object), np.char.mod("%.3f", pos["x_m"]).astype(object),
-                        np.char.mod("%.3f", pos["y_m"]).astype(object)]
-                lines = cols[0]
-                for c in cols[1:]:
-                    lines = lines + "," + c
-                fh.write("\n".join(lines.tolist()))
-                fh.write("\n")
+                _append_csv(fh, {
+                    "epc": pa.DictionaryArray.from_arrays(pa.array(pos["tag"].astype(np.int32)), epc_dict),
+                    "ts": pos["ts_us"], "floor": pos["floor"],
+                    "x_m": np.round(pos["x_m"].astype(np.float64), 3), "y_m": np.round(pos["y_m"].astype(np.float64), 3),
+                })
                 n += pos.size
         counts["truth/positions.csv"] = n
         v = t.visits
@@ -220,6 +220,11 @@ class Simulation:
                 "start_us": self.start_us, "end_us": self.end_us, "files": counts}
         (out / "truth" / "simulation.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         return counts
+
+
+def _append_csv(fh, columns: dict) -> None:  # type: ignore[no-untyped-def]
+    """Append rows (no header, no quoting) to a binary file; columns are numpy or arrow arrays."""
+    pacsv.write_csv(pa.table(columns), fh, pacsv.WriteOptions(include_header=False, quoting_style="none"))
 
 
 def _write_csv(path: Path, header: list[str], rows) -> None:  # type: ignore[no-untyped-def]
