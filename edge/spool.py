@@ -12,6 +12,7 @@ counted (``dropped_batches`` / ``dropped_records``, persisted).
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import sqlite3
 import time
@@ -22,6 +23,9 @@ from pathlib import Path
 __all__ = ["Spool", "SpoolStats", "SpooledBatch"]
 
 log = logging.getLogger("storeflow.edge.spool")
+
+#: While the spool is full, the ERROR line is repeated at most this often (seconds), with the counts since.
+FULL_LOG_EVERY_S = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -81,6 +85,8 @@ class Spool:
         self._next_seq = int(meta["next_seq"])
         self.dropped_batches = int(meta["dropped_batches"])
         self.dropped_records = int(meta["dropped_records"])
+        self._last_full_log = -math.inf
+        self._unlogged_batches = self._unlogged_records = 0
         self._bytes, self._records, self._batches = self._db.execute(
             "SELECT COALESCE(SUM(LENGTH(payload)), 0), COALESCE(SUM(n), 0), COUNT(*) FROM batches").fetchone()
 
@@ -133,10 +139,16 @@ class Spool:
         self._bytes -= freed
         self._records -= records
         self._batches -= batches
-        log.error("SPOOL FULL (%s, limit %.1f MiB): dropped the %d oldest batch(es), %d record(s) up to seq %d; "
-                  "%d record(s) dropped in total since this spool was created. The uplink has been down too "
-                  "long or is too slow.", self.path, self.max_bytes / 2**20, batches, records, last,
-                  self.dropped_records)
+        self._unlogged_batches += batches
+        self._unlogged_records += records
+        now = time.monotonic()
+        if now - self._last_full_log >= FULL_LOG_EVERY_S:  # loud, but one line a minute, not one per batch
+            self._last_full_log = now
+            log.error("SPOOL FULL (%s, limit %d bytes): dropped the %d oldest batch(es), %d record(s), up to seq "
+                      "%d; %d record(s) dropped in total since this spool was created. The uplink has been down "
+                      "too long or is too slow.", self.path, self.max_bytes, self._unlogged_batches,
+                      self._unlogged_records, last, self.dropped_records)
+            self._unlogged_batches = self._unlogged_records = 0
 
     def pending(self, after_seq: int, limit: int) -> list[SpooledBatch]:
         """Up to ``limit`` stored batches with ``seq > after_seq``, oldest first."""

@@ -34,6 +34,8 @@ from test_edge_plugin import make_counter, parse_epc
 pytestmark = pytest.mark.mqtt
 ROOT = Path(__file__).parent.parent
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+#: mosquitto started as root drops to user "mosquitto", which cannot enter pytest's private tmp dirs
+RUN_AS = "user root\n" if os.geteuid() == 0 else ""
 
 
 def _free_port() -> int:
@@ -54,8 +56,7 @@ class PrivateBroker:
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
                              f"persistence_location {workdir}/\nautosave_interval 1\n"
-                             "max_queued_messages 100000\nlog_dest none\n")
-        workdir.chmod(0o777)  # mosquitto started as root drops to its own user, which must write the db
+                             f"max_queued_messages 100000\nlog_dest none\n{RUN_AS}")
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
