@@ -8,6 +8,7 @@ tries kaleido and falls back to the builtin painter when no browser can be start
 
 from __future__ import annotations
 
+import base64
 import logging
 import struct
 import zlib
@@ -46,7 +47,7 @@ def heatmap_figure(grid: HeatmapGrid, title: str | None = None) -> go.Figure:
     xs = (np.arange(nx) + 0.5) * grid.cell_m
     ys = (np.arange(ny) + 0.5) * grid.cell_m
     fig = go.Figure(go.Heatmap(
-        z=grid.seconds, x=xs, y=ys, colorscale="Viridis",
+        z=grid.seconds, x=xs, y=ys, colorscale="Viridis", opacity=0.65 if grid.plan_image else 1.0,
         colorbar={"title": {"text": "tag-seconds"}},
         hovertemplate="x %{x:.2f} m, y %{y:.2f} m: %{z:.0f} tag-seconds<extra></extra>",
     ))
@@ -57,6 +58,11 @@ def heatmap_figure(grid: HeatmapGrid, title: str | None = None) -> go.Figure:
                "scaleanchor": "x", "scaleratio": 1, "constrain": "domain"},
         plot_bgcolor="white",
     )
+    if grid.plan_image and grid.plan_media_type:
+        # The floor plan under the heatmap, stretched to the floor's extent (origin bottom-left).
+        uri = f"data:{grid.plan_media_type};base64,{base64.b64encode(grid.plan_image).decode('ascii')}"
+        fig.add_layout_image(source=uri, xref="x", yref="y", x=0, y=grid.depth_m, sizex=grid.width_m,
+                             sizey=grid.depth_m, sizing="stretch", layer="below", opacity=1.0)
     return fig
 
 

@@ -672,6 +672,8 @@ class HeatmapGrid:
     start: datetime
     end: datetime
     seconds: np.ndarray = field(repr=False)
+    plan_image: bytes | None = field(default=None, repr=False)   # the floor plan (layout ``plan:``), if any
+    plan_media_type: str | None = None                           # e.g. image/png
 
     def rows(self) -> list[dict[str, float]]:
         """Every cell as ``{"x_m", "y_m", "seconds"}`` with the cell centre, row by row from y = 0."""
@@ -719,7 +721,15 @@ def heatmap(conn: psycopg.Connection, store: str, floor: int, start: datetime, e
             nx, ny = max(nx, int(jx.max()) + 1), max(ny, int(jy.max()) + 1)
             grid = np.zeros((ny, nx), dtype=np.float64)
             np.add.at(grid, (jy, jx), sec)
-    return HeatmapGrid(store, floor, cell, width_m, depth_m, period.start, period.end, grid)
+    plan: tuple[Any, ...] | None = None
+    has_plan = conn.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = 'floors' AND column_name = 'plan_image'").fetchone()
+    if has_plan:
+        plan = conn.execute("SELECT plan_image, plan_media_type FROM floors WHERE store_id = %s AND floor = %s",
+                            (info.store_id, floor)).fetchone()
+    image, media = (bytes(plan[0]), plan[1]) if plan and plan[0] is not None else (None, None)
+    return HeatmapGrid(store, floor, cell, width_m, depth_m, period.start, period.end, grid, image, media)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -320,6 +320,9 @@ def test_heatmap(rdb: psycopg.Connection) -> None:
         R.heatmap(rdb, STORE, 1, *DAY, cell_m=0.75)
     with pytest.raises(BadInput, match="no floor 7"):
         R.heatmap(rdb, STORE, 7, *DAY)
+    assert g.plan_image is None
+    rdb.execute("UPDATE floors SET plan_image = %s, plan_media_type = 'image/png'", (b"\x89PNG-plan",))
+    assert R.heatmap(rdb, STORE, 1, *DAY).plan_image == b"\x89PNG-plan"
 
 
 def test_member_journey(rdb: psycopg.Connection) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import struct
 import zlib
 from datetime import datetime, timezone
@@ -9,7 +10,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from analytics.render import PNG_SIGNATURE, colorize, heatmap_html, heatmap_png, png_bytes
+from analytics.render import PNG_SIGNATURE, colorize, heatmap_figure, heatmap_html, heatmap_png, png_bytes
 from analytics.reports import HeatmapGrid
 
 
@@ -75,3 +76,16 @@ def test_html_is_standalone_with_the_figure() -> None:
     assert html.lstrip().startswith("<html>")
     assert "Plotly.newPlot" in html and '"type":"heatmap"' in html
     assert '<script src="http' not in html and len(html) > 1_000_000  # plotly.js inlined: works offline
+
+
+def test_floor_plan_goes_under_the_heatmap() -> None:
+    plan = png_bytes(np.full((4, 6, 3), 200, dtype=np.uint8))
+    g = grid()
+    with_plan = HeatmapGrid(g.store, g.floor, g.cell_m, g.width_m, g.depth_m, g.start, g.end, g.seconds,
+                            plan, "image/png")
+    uri = "data:image/png;base64," + base64.b64encode(plan).decode("ascii")
+    fig = heatmap_figure(with_plan)
+    assert fig.layout.images[0].source == uri and fig.layout.images[0].layer == "below"
+    html = heatmap_html(with_plan)
+    assert uri.replace("/", "\\u002f") in html  # plotly escapes "/" in the page's JSON
+    assert not heatmap_figure(g).layout.images
