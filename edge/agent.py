@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -80,6 +81,10 @@ class Agent:
         self.uplink: Uplink | None = None
         self._inflight: dict[int, int] = {}       # paho mid -> spool seq
         self._last_sent_seq = 0
+        self._spool_retry_at = 0
+        self._spool_error_logged = -10**15
+        self.spool_errors = 0
+        self._ack_retry: list[int] = []
         self.published = 0
         self.acked = 0
         self._next_health_us = 0
@@ -231,15 +236,29 @@ class Agent:
     def _spool_due(self, mono: int, force: bool) -> None:
         assert self.spool is not None
         cfg, spool = self.cfg, self.spool
+        if mono < self._spool_retry_at and not force:
+            return
         for kind, pending, enc in (("reads", self._pending_reads, encode_reads),
                                    ("doors", self._pending_doors, encode_doors)):
-            for chunk in pending.take(mono, force):
+            chunks = pending.take(mono, force)
+            for i, chunk in enumerate(chunks):
                 created = self._clock_us()
-                spool.append(kind, sum(r.count for r in chunk) if kind == "reads" else len(chunk),
-                             lambda seq, chunk=chunk, enc=enc, created=created: enc(
-                                 chunk, store=cfg.store, agent=cfg.agent, stream=spool.stream, seq=seq,
-                                 sent_us=created),
-                             created)
+                try:
+                    spool.append(kind, sum(r.count for r in chunk) if kind == "reads" else len(chunk),
+                                 lambda seq, chunk=chunk, enc=enc, created=created: enc(
+                                     chunk, store=cfg.store, agent=cfg.agent, stream=spool.stream, seq=seq,
+                                     sent_us=created),
+                                 created)
+                except sqlite3.Error as e:
+                    # disk full, I/O error: keep the records in memory and retry; never drop them here
+                    pending.put_back(chunks[i:])
+                    self.spool_errors += 1
+                    self._spool_retry_at = mono + 1_000_000
+                    if mono - self._spool_error_logged >= 60_000_000:
+                        self._spool_error_logged = mono
+                        log.error("cannot write the spool %s (%s); %d record(s) held in memory, retrying",
+                                  spool.path, e, len(pending))
+                    return
 
     def _pump(self) -> None:
         """Apply PUBACKs, then publish spooled batches oldest first within the in-flight window."""
@@ -251,9 +270,15 @@ class Agent:
             seq = self._inflight.pop(mid, None)
             if seq is not None:
                 acked.append(seq)
-        if acked:
-            self.spool.ack(acked)
-            self.acked += len(acked)
+        if acked or self._ack_retry:
+            acked, self._ack_retry = self._ack_retry + acked, []
+            try:
+                self.spool.ack(acked)
+                self.acked += len(acked)
+            except sqlite3.Error as e:
+                self._ack_retry = acked  # the batches stay spooled; worst case they are re-sent (same seq)
+                self.spool_errors += 1
+                log.warning("cannot delete acknowledged batches from the spool (%s); will retry", e)
         if not self.uplink.connected:
             return
         room = self.cfg.uplink.inflight - len(self._inflight)
@@ -295,7 +320,7 @@ class Agent:
         if self.spool is not None:
             st = self.spool.stats()
             out["stream"] = st.stream
-            out["spool"] = {"batches": st.batches, "records": st.records, "bytes": st.bytes,
+            out["spool"] = {"batches": st.batches, "records": st.records, "bytes": st.bytes, "errors": self.spool_errors,
                             "max_bytes": st.max_bytes, "next_seq": st.next_seq,
                             "dropped_batches": st.dropped_batches, "dropped_records": st.dropped_records}
             out["publish_lag_s"] = (now - st.oldest_created_us) / 1e6 if st.oldest_created_us else 0.0

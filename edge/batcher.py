@@ -60,6 +60,10 @@ class Pending:
                 self._since_us = now_us
             self.items.extend(items)
 
+    def put_back(self, chunks: list[list]) -> None:
+        """Return batches that could not be stored, in front of the rest (order is kept)."""
+        self.items = [x for c in chunks for x in c] + self.items
+
     def take(self, now_us: int, force: bool = False) -> list[list]:
         """The batches that are due (each at most ``max_records``); the rest stays pending."""
         out: list[list] = []

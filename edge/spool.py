@@ -100,7 +100,10 @@ class Spool:
                 return s.db
 
             def __exit__(s, et: object, *_: object) -> None:
-                s.db.execute("COMMIT" if et is None else "ROLLBACK")
+                if et is None:
+                    s.db.execute("COMMIT")
+                elif s.db.in_transaction:  # SQLite rolls back by itself on some errors (SQLITE_FULL)
+                    s.db.execute("ROLLBACK")
 
         return _Tx(self._db)  # type: ignore[return-value]
 
@@ -108,10 +111,16 @@ class Spool:
         """Store one batch; ``encode(seq)`` makes its payload with the sequence number it gets. Returns seq."""
         seq = self._next_seq
         payload = encode(seq)
-        with self._tx() as db:
-            self._make_room(db, len(payload))
-            db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?)", (seq, kind, n, created_us, payload))
-            db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (seq + 1,))
+        saved = (self._bytes, self._records, self._batches, self.dropped_batches, self.dropped_records)
+        try:
+            with self._tx() as db:
+                self._make_room(db, len(payload))
+                db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?)", (seq, kind, n, created_us, payload))
+                db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (seq + 1,))
+        except BaseException:
+            # rolled back: the in-memory counters go back too
+            self._bytes, self._records, self._batches, self.dropped_batches, self.dropped_records = saved
+            raise
         self._next_seq = seq + 1
         self._bytes += len(payload)
         self._records += n

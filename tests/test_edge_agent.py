@@ -204,3 +204,26 @@ def test_restart_keeps_stream_and_never_reuses_seq(tmp_path, mqtt_broker, unique
     seqs = [b.seq for b in sub.batches]
     assert len({b.stream for b in sub.batches}) == 1
     assert len(set(seqs)) == len(seqs) and seqs == sorted(seqs) and seqs[0] == 1
+
+
+def test_spool_write_errors_hold_records_in_memory(tmp_path, mqtt_broker, unique_prefix, sub):
+    """A full disk (SQLite max_page_count) must not lose records: they wait in memory and go out later."""
+    cfg = make_cfg(tmp_path, *mqtt_broker, unique_prefix)
+    agent, drv = start_agent(cfg)
+    db = agent.spool._db
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")
+    now = now_us()
+    try:
+        drv["R1"].emit([TagRead("R1", 1, f"CC{i:06X}", -50, now + i) for i in range(2000)])
+        assert sub.wait(lambda: agent.spool_errors > 0, 5)
+        time.sleep(0.3)
+        held = agent.backlog()
+        assert held > 1000 and len(sub.reads()) == 2000 - held  # the few batches that fitted went out
+        db.execute("PRAGMA max_page_count = 1073741823")
+        assert sub.wait(lambda: len(sub.reads()) == 2000, 10)
+        assert sorted(r[2] for r in sub.reads()) == [f"CC{i:06X}" for i in range(2000)]
+        seqs = [b.seq for b in sub.batches]
+        assert seqs == list(range(1, len(seqs) + 1)), "no seq is skipped by a failed write"
+    finally:
+        agent.stop()
