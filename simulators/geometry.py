@@ -205,6 +205,7 @@ class NavGraph:
                 src += [ia, ib]
                 dst += [ib, ia]
                 w += [np.full(ia.size, length), np.full(ia.size, length)]
+        #: (from node, to node, ride seconds); an escalator runs one way unless ``both_ways: true``
         self.escalators: list[tuple[int, int, float]] = []
         esc = layout.simulation.get("escalators") if isinstance(layout.simulation, dict) else None
         links = []
@@ -212,22 +213,27 @@ class NavGraph:
             for e in esc:
                 a, b = e["from"], e["to"]
                 links.append(((int(a["floor"]), float(a["x"]), float(a["y"])),
-                              (int(b["floor"]), float(b["x"]), float(b["y"])), float(e.get("ride_s", escalator_ride_s))))
+                              (int(b["floor"]), float(b["x"]), float(b["y"])), float(e.get("ride_s", escalator_ride_s)),
+                              bool(e.get("both_ways", False))))
         elif len(self.floors) > 1:
             fs = sorted(self.floors)
             for f0, f1 in zip(fs, fs[1:]):
                 fl0 = layout.floor(f0)
                 p = (fl0.width_m / 2, fl0.depth_m / 2)
-                links.append(((f0, *p), (f1, *p), escalator_ride_s))
-        for (fa, xa, ya), (fb, xb, yb), ride_s in links:
+                links.append(((f0, *p), (f1, *p), escalator_ride_s, True))
+        for (fa, xa, ya), (fb, xb, yb), ride_s, both_ways in links:
             na, nb = self.node_at(fa, xa, ya), self.node_at(fb, xb, yb)
             length = ride_s * walk_speed_ref_mps
-            src += [np.array([na]), np.array([nb])]
-            dst += [np.array([nb]), np.array([na])]
-            w += [np.array([length]), np.array([length])]
-            self.escalators.append((na, nb, ride_s))
-        src_a = np.concatenate(src).astype(np.int64) if src else np.zeros(0, np.int64)
-        dst_a = np.concatenate(dst).astype(np.int32) if dst else np.zeros(0, np.int32)
+            pairs = ((na, nb), (nb, na)) if both_ways else ((na, nb),)
+            for u, v in pairs:
+                src.append(np.array([u]))
+                dst.append(np.array([v]))
+                w.append(np.array([length]))
+                self.escalators.append((u, v, ride_s))
+        # stored transposed (an edge u -> v is listed in v's row): Dijkstra from a target on the transposed
+        # graph gives, for every node, the next hop towards the target along one-way escalators
+        src_a = np.concatenate(dst).astype(np.int64) if dst else np.zeros(0, np.int64)
+        dst_a = np.concatenate(src).astype(np.int32) if src else np.zeros(0, np.int32)
         w_a = np.concatenate(w).astype(np.float64) if w else np.zeros(0)
         order = np.argsort(src_a, kind="stable")
         self.nbr = dst_a[order]

@@ -196,9 +196,10 @@ class _Walker:
             if i == brush_at:
                 self._brush()
             cf, _, _ = self.pos
-            if f != cf:  # escalator: ride to the other floor
-                ride = self._ride_s(self.node if i == 1 else None)
-                self.t += ride * 1e6
+            if f != cf:  # escalator: ride along its footprint on the floor left, arrive on the new one
+                _, px, py = self.pos
+                self.t += self._ride_s(path[i - 1], path[i]) * 1e6
+                self.pts.append((int(self.t) - 1, cf, x, y))
                 self.pts.append((int(self.t), f, x, y))
                 continue
             if 0 < i < len(path) - 1:
@@ -226,8 +227,13 @@ class _Walker:
         self.stay(self.rng.uniform(0.0, 3.0))
         self.go(f, ox, oy, self.speed * 0.8)
 
-    def _ride_s(self, _node: int | None) -> float:
-        return float(np.median([r for _, _, r in self.w.nav.escalators])) if self.w.nav.escalators else 25.0
+    def _ride_s(self, a: tuple[int, float, float], b: tuple[int, float, float]) -> float:
+        nav = self.w.nav
+        na, nb = nav.node_at(*a), nav.node_at(*b)
+        for u, v, ride_s in nav.escalators:
+            if u == na and v == nb:
+                return ride_s
+        return float(np.median([r for _, _, r in nav.escalators])) if nav.escalators else 25.0
 
     def browse(self, spot: Spot, portal: Portal, dwell_s: float, exit_portal: Portal) -> None:
         """Enter through a portal, wander between random points for ``dwell_s``, leave via exit_portal."""

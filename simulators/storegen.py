@@ -212,8 +212,11 @@ def department() -> dict[str, Any]:
     sim = {
         "arrival": {"profile": "department"},
         "staff_per_counter": 1,
-        "escalators": [{"from": {"floor": 1, "x": 40.0, "y": 32.0},
-                        "to": {"floor": 2, "x": 40.0, "y": 32.0}, "ride_s": 25.0}],
+        # one up and one down escalator side by side in the well; a rider moves along the footprint
+        "escalators": [{"from": {"floor": 1, "x": 38.5, "y": 28.0}, "to": {"floor": 2, "x": 38.5, "y": 36.0},
+                        "ride_s": 25.0},
+                       {"from": {"floor": 2, "x": 41.5, "y": 28.0}, "to": {"floor": 1, "x": 41.5, "y": 36.0},
+                        "ride_s": 25.0}],
     }
     return b.finish(sim)
 
