@@ -2,16 +2,17 @@
 
 Method: a per-tag hidden Markov model decoded with Viterbi on fixed time steps (``step_s``, 1 s).
 
-* States: ``none`` (aisle / outside / anywhere no antenna is installed for) and every zone that
-  has at least one antenna installed for it.
+* States: every zone that has at least one antenna installed for it; for each such zone the
+  aisle right beside it (read by that zone's antennas, but weaker and less often); and ``far``
+  (no antenna near). The last two are "placed nowhere" (zone -1) in the output.
 * Observation of one step: for each antenna, whether it read the tag in that step and, if so, the
   strongest RSSI (dBm). Duplicates and aggregated rows (``count`` > 1) collapse into one detection.
 * Emission: per (state, antenna) a detection probability ``p`` (a missed read is evidence too) and a
   Gaussian RSSI model (mean, sd) mixed with a small uniform outlier component, so that one multipath
   ghost read cannot outweigh the transition costs of a spurious zone change.
-* Transitions: a sparse graph from the layout. A zone state can stay, go to ``none`` or go straight
-  to a zone whose polygon is within :data:`ADJACENT_M` of it (neighbouring counters); ``none`` can
-  go anywhere.
+* Transitions: a sparse graph from the layout. "In z" connects to "beside z", to zones whose
+  polygon is within :data:`ADJACENT_M` (neighbouring counters) and to ``far``; "beside z" connects
+  to "beside w" for zones within :data:`AISLE_LINK_M` (along / across the aisle).
 * Everything is learnt from the store's own data (:func:`fit_presence_model`), never from a sample
   store: a two-component RSSI mixture per antenna separates "tag in the antenna's own zone" from
   "tag elsewhere"; read continuity gives the in-zone detection rate; the layout's antenna-to-zone
@@ -36,6 +37,9 @@ __all__ = ["PresenceModel", "Presence", "fit_presence_model", "zone_presence", "
 #: Zones whose polygons are closer than this are neighbours a tag can walk between directly (m):
 #: one walking step.
 ADJACENT_M = 1.0
+#: "Beside" states of zones closer than this are linked (walking along or across an aisle): a
+#: generous shop-aisle width (m).
+AISLE_LINK_M = 4.0
 #: Prior mean stay in a state and mean time between zone changes before EM refines them (s).
 _PRIOR_STAY_S = 30.0
 #: Free-space path-loss exponent: only used to seed the RSSI means of non-own zones before EM.
@@ -45,7 +49,10 @@ _OUTLIER_W = 0.02
 #: Pseudo-counts (steps / detections) of the starting values when EM re-estimates parameters.
 _PRIOR_STEPS = 30.0
 _PRIOR_DETECTIONS = 10.0
-_P_MIN, _P_MAX = 1e-4, 0.99
+_P_MIN, _P_MAX = 1e-4, 0.8
+#: Shopper walking speed (m/s): how long "beside a zone" lasts for someone walking past it.
+_WALK_MPS = 1.0
+_TIE_BESIDE = True
 _SD_MIN_DB = 1.0
 
 
@@ -515,33 +522,40 @@ def _sample(reads: Reads, max_reads: int) -> Reads:
 
 def fit_presence_model(reads: Reads, antennas: AntennaMap, zones: ZoneMap, *, step_s: float = 1.0,
                        segment_gap_s: float = 1200.0, em_rounds: int = 4,
-                       max_fit_reads: int = 5_000_000) -> PresenceModel:
+                       max_fit_reads: int = 2_000_000) -> PresenceModel:
     """Learn a store's presence HMM from its reads and layout (self-calibration, no ground truth).
 
-    ``step_s``: decode time step (s). ``max_fit_reads``: the model is fitted on a deterministic
-    sample of whole tags of about this many reads (the rest is only decoded).
+    States: 0 = far from every antenna; one state per zone with antennas ("in zone z"); one per
+    such zone for the aisle right beside it ("beside zone z": read by z's antennas, weaker and
+    less often, e.g. a shopper walking along the counter's edge). ``step_s``: decode time step (s).
+    ``max_fit_reads``: the model is fitted on a deterministic sample of whole tags of about this
+    many reads (the rest is only decoded).
     """
     _validate(reads, antennas)
     if step_s <= 0:
         raise ValueError(f"step_s must be > 0, got {step_s}")
     n_ant = len(antennas)
-    state_zone = _states(antennas, zones)
-    n_s = len(state_zone)
-    if n_s == 1:
+    zone_states = _states(antennas, zones)[1:]
+    n_z = len(zone_states)
+    if n_z == 0:
         raise ValueError("no antenna is installed for any zone (antennas[].zone): presence cannot be decoded")
+    # state layout: 0 far | 1..n_z in zone | n_z+1..2n_z beside zone
+    state_zone = np.concatenate(([-1], zone_states, np.full(n_z, -1))).astype(np.int32)
+    n_s = len(state_zone)
+    inside = np.arange(1, n_z + 1)
+    beside = inside + n_z
     sample = _sample(reads, max_fit_reads)
     seg_off = segment_reads(sample, segment_gap_s)
     step_us = int(round(step_s * 1e6))
-    own = np.zeros((n_s, n_ant), bool)
-    zone_state = {int(z): s for s, z in enumerate(state_zone) if z >= 0}
-    for a in range(n_ant):
-        if antennas.zone[a] in zone_state:
-            own[zone_state[int(antennas.zone[a])], a] = True
+    own = np.zeros((n_s, n_ant), bool)         # antennas installed for the state's zone
+    for i, z in enumerate(zone_states):
+        own[inside[i]] = own[beside[i]] = antennas.zone == z
 
     # --- starting values: per-antenna mixture of step RSSI maxima ----------------------------
     mu0 = np.full((n_s, n_ant), -80.0)
     sd0 = np.full((n_s, n_ant), 4.0)
     p0 = np.full((n_s, n_ant), 0.01)
+    rssi_span = 40.0
     if len(sample):
         step_off, _, _ = _step_layout(sample, seg_off, step_us)
         o_step, o_ant, o_rssi = _all_obs(sample.ts_us, sample.antenna, sample.rssi_dbm.astype(np.float64),
@@ -555,40 +569,55 @@ def fit_presence_model(reads: Reads, antennas: AntennaMap, zones: ZoneMap, *, st
         for a in range(n_ant):
             sel = o_ant == a
             x = o_rssi[sel]
-            w, mu, sd = _gmm2(x)
+            _, mu, sd = _gmm2(x)
             hi = x > (mu[0] + mu[1]) / 2 if x.size else np.zeros(0, bool)
             # in-zone detection rate: how often a strong detection is followed by one in the next step
             nxt = key[sel][hi] + n_ant
-            pos = np.searchsorted(key_sorted, nxt)
-            pos = np.minimum(pos, len(key_sorted) - 1)
-            cont = (key_sorted[pos] == nxt).mean() if nxt.size else 0.5
-            n_lo = float((~hi).sum())
-            p_other = min(max(n_lo / max(total_steps - hi.sum(), 1.0), _P_MIN), 0.5)
+            pos = np.minimum(np.searchsorted(key_sorted, nxt), len(key_sorted) - 1)
+            cont = float((key_sorted[pos] == nxt).mean()) if nxt.size else 0.5
+            p_own = float(np.clip(cont, 0.05, _P_MAX))
+            p_other = min(max(float((~hi).sum()) / max(total_steps - hi.sum(), 1.0), _P_MIN), 0.5)
             mu0[:, a], sd0[:, a], p0[:, a] = mu[0], sd[0], p_other
+            p0[0, a] = max(p_other / 4, _P_MIN)
             z_own = antennas.zone[a]
-            for s in range(1, n_s):
-                if own[s, a]:
-                    mu0[s, a], sd0[s, a], p0[s, a] = mu[1], sd[1], float(np.clip(cont, 0.05, _P_MAX))
-                elif z_own >= 0 and np.isfinite(dist[state_zone[s], a]):
-                    ratio = dist[state_zone[s], a] / max(dist[z_own, a], 0.5)
-                    mu0[s, a] = max(mu[0], mu[1] - 10 * _PATH_LOSS_EXPONENT * np.log10(max(ratio, 1.0)))
-    else:
-        rssi_span = 40.0
+            for i in range(n_z):
+                s_in, s_by = inside[i], beside[i]
+                if own[s_in, a]:
+                    mu0[s_in, a], sd0[s_in, a], p0[s_in, a] = mu[1], sd[1], p_own
+                    mu0[s_by, a], sd0[s_by, a] = mu[0], sd[0]
+                    p0[s_by, a] = float(np.sqrt(p_own * p_other))
+                elif z_own >= 0 and np.isfinite(dist[zone_states[i], a]):
+                    ratio = dist[zone_states[i], a] / max(dist[z_own, a], 0.5)
+                    mu0[s_in, a] = max(mu[0], mu[1] - 10 * _PATH_LOSS_EXPONENT * np.log10(max(ratio, 1.0)))
+    # --- transitions from the layout ---------------------------------------------------------
     adj = zone_adjacency(zones)
+    near = zone_adjacency(zones, AISLE_LINK_M)
+    allowed = np.zeros((n_s, n_s), bool)
+    allowed[0, :] = allowed[:, 0] = True
+    for i, z in enumerate(zone_states):
+        allowed[inside[i], beside[i]] = allowed[beside[i], inside[i]] = True
+        for j, w in enumerate(zone_states):
+            if i != j and adj[z, w]:
+                allowed[inside[i], inside[j]] = True      # neighbouring counters
+                allowed[beside[i], inside[j]] = True      # round the corner from beside z into w
+            if i != j and near[z, w]:
+                allowed[beside[i], beside[j]] = True      # along / across the aisle
+    np.fill_diagonal(allowed, True)
     prior_tr = np.zeros((n_s, n_s))
-    leave = step_s / _PRIOR_STAY_S
-    for s in range(1, n_s):
-        nbrs = [t for t in range(1, n_s) if t != s and adj[state_zone[s], state_zone[t]]]
-        prior_tr[s, 0] = leave
-        for t in nbrs:
-            prior_tr[s, t] = leave / len(nbrs)
-        prior_tr[s, s] = 1.0 - prior_tr[s].sum()
-        prior_tr[0, s] = leave / (n_s - 1)
-    prior_tr[0, 0] = 1.0 - prior_tr[0, 1:].sum()
+    for s_ in range(n_s):
+        leave = step_s / _PRIOR_STAY_S
+        if s_ in set(beside.tolist()):
+            # walking past a zone: its longest side at walking speed
+            poly = zones.polygon(int(zone_states[s_ - n_z - 1]))
+            leave = min(0.5, step_s * _WALK_MPS / max(float(np.ptp(poly, axis=0).max()), 1.0))
+        dest = np.flatnonzero(allowed[s_])
+        dest = dest[dest != s_]
+        prior_tr[s_, dest] = leave / len(dest)
+        prior_tr[s_, s_] = 1.0 - leave
     model = PresenceModel(state_zone, p0, mu0, sd0, prior_tr, rssi_span, step_s)
+    p0, mu0 = _coverage_constraint(p0, mu0, own, inside, beside)
 
     # --- hard EM (Viterbi training) ----------------------------------------------------------
-    allowed = prior_tr > 0
     for _ in range(em_rounds if len(sample) else 0):
         (_, st_steps, st_det, st_sum, st_sq, st_tr), *_ = _run_decode(sample, model, seg_off, True)
         steps = st_steps.sum(0)
@@ -603,19 +632,32 @@ def fit_presence_model(reads: Reads, antennas: AntennaMap, zones: ZoneMap, *, st
         sd = np.sqrt(np.maximum(var, _SD_MIN_DB ** 2))
         counts = np.where(allowed, tr + _PRIOR_STEPS * prior_tr, 0.0)
         trans = counts / counts.sum(axis=1, keepdims=True)
-        p, mu = _coverage_constraint(p, mu, own)
+        if _TIE_BESIDE:
+            for s_by in beside:
+                mine = own[s_by]
+                p[s_by, mine], mu[s_by, mine], sd[s_by, mine] = p0[s_by, mine], mu0[s_by, mine], sd0[s_by, mine]
+                trans[s_by] = prior_tr[s_by]
+        p, mu = _coverage_constraint(p, mu, own, inside, beside)
         model = PresenceModel(state_zone, np.clip(p, _P_MIN, _P_MAX), mu, sd, trans, rssi_span, step_s)
     return model
 
 
-def _coverage_constraint(p: np.ndarray, mu: np.ndarray, own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """An antenna is installed to cover its zone: inside that zone no other antenna reads the tag
-    more often or stronger than the zone's own antenna(s). Without this, hard EM can let a zone
-    state whose antenna hears little take over part of a neighbour's zone."""
+def _coverage_constraint(p: np.ndarray, mu: np.ndarray, own: np.ndarray, inside: np.ndarray,
+                         beside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An antenna is installed to cover its zone. In the zone, and beside it, no other antenna
+    reads the tag more often or stronger than the zone's own antennas; beside the zone, its own
+    antennas read less often and weaker than inside, and far from every zone less often and weaker
+    still. Without this, hard EM can let one state take
+    over what another should explain (e.g. "beside C01" swallowing the inside of C01)."""
     p, mu = p.copy(), mu.copy()
-    for s in range(1, p.shape[0]):
-        mine = own[s]
-        if mine.any():
-            p[s, ~mine] = np.minimum(p[s, ~mine], p[s, mine].max())
-            mu[s, ~mine] = np.minimum(mu[s, ~mine], mu[s, mine].max())
+    for s_in, s_by in zip(inside, beside):
+        mine = own[s_in]
+        for s_ in (s_in, s_by):
+            p[s_, ~mine] = np.minimum(p[s_, ~mine], p[s_, mine].max())
+            mu[s_, ~mine] = np.minimum(mu[s_, ~mine], mu[s_, mine].max())
+        p[s_by, mine] = np.minimum(p[s_by, mine], p[s_in, mine])
+        mu[s_by, mine] = np.minimum(mu[s_by, mine], mu[s_in, mine])
+        # "far" is far from every antenna: read less often and weaker than beside any zone
+        p[0, mine] = np.minimum(p[0, mine], p[s_by, mine])
+        mu[0, mine] = np.minimum(mu[0, mine], mu[s_by, mine])
     return p, mu

@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from analytics.config import NJIT, NJIT_PARALLEL
-from analytics.visits import Visits, tag_blocks
+from analytics.visits import Visits, first_unsorted, tag_blocks
 
 __all__ = ["Trips", "Paths", "trips_from_reads", "paths_from_visits", "transition_matrix", "top_paths",
            "first_counter_after_entrance"]
@@ -83,11 +83,9 @@ def trips_from_reads(tag: np.ndarray, ts_us: np.ndarray, *, trip_gap_s: float = 
         raise ValueError(f"ts_us has shape {ts_us.shape}, expected {tag.shape} like tag")
     if not (np.isfinite(trip_gap_s) and trip_gap_s >= 0):
         raise ValueError(f"trip_gap_s must be a finite number >= 0, got {trip_gap_s}")
-    if tag.size:
-        dt = np.diff(tag)
-        bad = np.flatnonzero((dt < 0) | ((dt == 0) & (np.diff(ts_us) < 0)))
-        if bad.size:
-            raise ValueError(f"reads are not sorted by (tag, ts_us) at row {bad[0] + 1}")
+    bad = first_unsorted(tag, ts_us)
+    if bad >= 0:
+        raise ValueError(f"reads are not sorted by (tag, ts_us) at row {bad}")
     bounds = tag_blocks(tag, 8 * numba.get_num_threads())
     return Trips(*_trips_kernel(tag, ts_us, int(round(trip_gap_s * 1e6)), bounds))
 

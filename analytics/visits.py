@@ -17,9 +17,26 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from analytics.config import NJIT_PARALLEL
+from analytics.config import NJIT, NJIT_PARALLEL
 
-__all__ = ["Visits", "visits_from_presence"]
+__all__ = ["Visits", "visits_from_presence", "first_unsorted", "tag_blocks"]
+
+
+@numba.njit(**NJIT)
+def first_unsorted(tag, ts) -> int:
+    """Index of the first row breaking (tag, ts) order, -1 when sorted (one pass, no temporaries)."""
+    for i in range(1, tag.shape[0]):
+        if tag[i] < tag[i - 1] or (tag[i] == tag[i - 1] and ts[i] < ts[i - 1]):
+            return i
+    return -1
+
+
+@numba.njit(**NJIT)
+def _first_negative_span(start, end) -> int:
+    for i in range(start.shape[0]):
+        if end[i] < start[i]:
+            return i
+    return -1
 
 
 @dataclass(frozen=True)
@@ -131,13 +148,12 @@ def visits_from_presence(tag: np.ndarray, zone: np.ndarray, start_us: np.ndarray
     if not (np.isfinite(min_dwell_s) and min_dwell_s >= 0):
         raise ValueError(f"min_dwell_s must be a finite number >= 0, got {min_dwell_s}")
     if n:
-        bad = np.flatnonzero(end_us < start_us)
-        if bad.size:
-            raise ValueError(f"end_us < start_us at row {bad[0]}")
-        dt = np.diff(tag)
-        bad = np.flatnonzero((dt < 0) | ((dt == 0) & (np.diff(start_us) < 0)))
-        if bad.size:
-            raise ValueError(f"presence is not sorted by (tag, start_us) at row {bad[0] + 1}")
+        bad = _first_negative_span(start_us, end_us) if end_us is not start_us else -1
+        if bad >= 0:
+            raise ValueError(f"end_us < start_us at row {bad}")
+        bad = first_unsorted(tag, start_us)
+        if bad >= 0:
+            raise ValueError(f"presence is not sorted by (tag, start_us) at row {bad}")
     bounds = tag_blocks(tag, 8 * numba.get_num_threads())
     v_tag, v_zone, v_start, v_end = _visits_kernel(tag, zone, start_us, end_us, int(round(gap_s * 1e6)), bounds)
     dwell_s = (v_end - v_start) / 1e6

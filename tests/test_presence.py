@@ -1,0 +1,202 @@
+"""Zone presence HMM: Viterbi kernel vs the plain reference; behaviour on a synthetic store.
+
+The synthetic RF here is deliberately simple and our own (log-distance path loss, logistic read
+probability); it is not the simulator's model and no presence parameter is tuned to it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from analytics import presence as P
+from analytics.data import Reads, antenna_map, zone_map
+from storeflow.layout import load_layout
+from tests.naive import step_emissions_naive, viterbi_naive
+
+S = 1_000_000
+T0 = 1_700_000_000 * S  # every synthetic tag starts its plan here
+
+
+@pytest.fixture(scope="module")
+def mini(request):
+    from tests.conftest import DATA
+
+    lay = load_layout(DATA / "mini_store.yaml")
+    return lay, antenna_map(lay), zone_map(lay)
+
+
+def _synthetic(am, zm, stays, rng, rate_hz=4.0, ghost_rate=0.0):
+    """Reads of tags following ``stays``: per tag a list of ((x, y), seconds)."""
+    cols = [[], [], [], []]
+    for tag, plan in enumerate(stays):
+        now = T0
+        for (px, py), dur in plan:
+            n = max(1, int(dur * rate_hz))
+            tt = now + np.sort(rng.integers(0, int(dur * S), n))
+            for a in range(len(am)):
+                d = np.hypot(am.x_m[a] - px, am.y_m[a] - py) + 0.3
+                r = -40 - 25 * np.log10(d) + rng.normal(0, 3, n)
+                m = rng.random(n) < 1 / (1 + np.exp(d - 5))
+                if ghost_rate:
+                    ghost = rng.random(n) < ghost_rate
+                    r[ghost] = -45.0
+                    m |= ghost
+                for c, v in zip(cols, (np.full(m.sum(), tag), tt[m], np.full(m.sum(), a), r[m])):
+                    c.append(v)
+            now += int(dur * S)
+    return Reads.sorted_from(*(np.concatenate(c) for c in cols))
+
+
+def _random_plans(zm, rng, n_tags):
+    plans = []
+    for _ in range(n_tags):
+        plan = [((rng.uniform(2, 28), 10.0), rng.uniform(5, 20))]
+        for _ in range(rng.integers(1, 4)):
+            poly = zm.polygon(int(rng.integers(0, 3)))
+            lo, hi = poly.min(0) + 0.5, poly.max(0) - 0.5
+            plan.append(((rng.uniform(lo[0], hi[0]), rng.uniform(lo[1], hi[1])), rng.uniform(15, 120)))
+            plan.append(((rng.uniform(2, 28), 10.0), rng.uniform(5, 20)))
+        plans.append(plan)
+    return plans
+
+
+@pytest.fixture(scope="module")
+def fitted(mini):
+    lay, am, zm = mini
+    rng = np.random.default_rng(11)
+    reads = _synthetic(am, zm, _random_plans(zm, rng, 120), rng)
+    return reads, P.fit_presence_model(reads, am, zm)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40))
+def test_viterbi_kernel_matches_reference(fitted, seed, n_reads):
+    """Random segments: the kernel's path is optimal under the reference emissions/transitions."""
+    _, model = fitted
+    rng = np.random.default_rng(seed)
+    n_ant = model.p_detect.shape[1]
+    ts = np.sort(rng.integers(0, 12 * S, n_reads)).astype(np.int64)
+    ts[rng.random(n_reads) < 0.3] = ts[0]  # equal timestamps
+    ts.sort()
+    ant = rng.integers(0, n_ant, n_reads).astype(np.int32)
+    rssi = rng.uniform(-80, -40, n_reads)
+    base, delta, mu, inv_sd, log_norm, outlier_ll = P._emission_arrays(model)
+    ptr, idx, logp = P._pred_graph(model.trans)
+    o_step, o_ant, o_rssi = np.empty(n_reads, np.int64), np.empty(n_reads, np.int32), np.empty(n_reads)
+    m = P._segment_obs(ts, ant, rssi, 0, n_reads, S, n_ant, o_step, o_ant, o_rssi,
+                       np.full(n_ant, -1, np.int64), np.zeros(n_ant, np.int64))
+    T = int((ts[-1] - ts[0]) // S + 1)
+    out = np.empty(T, np.int16)
+    best = P._viterbi_segment(T, o_step, o_ant, o_rssi, m, base, delta, mu, inv_sd, log_norm, outlier_ll,
+                              ptr, idx, logp, out)
+    em = step_emissions_naive(ts, ant, rssi, S, np.clip(model.p_detect, P._P_MIN, P._P_MAX), model.mu_dbm,
+                              np.maximum(model.sd_db, P._SD_MIN_DB), P._OUTLIER_W, model.rssi_span_db)
+    with np.errstate(divide="ignore"):
+        lt = np.log(model.trans)
+    ref = viterbi_naive(em, lt)
+
+    def score(path):
+        return em[0, path[0]] + sum(lt[path[k - 1], path[k]] + em[k, path[k]] for k in range(1, T))
+
+    assert best == pytest.approx(score(ref), rel=1e-9, abs=1e-6)
+    assert score(out.tolist()) == pytest.approx(score(ref), rel=1e-9, abs=1e-6)
+
+
+def _truth_zone_at(zm, plan, t_s):
+    t = 0.0
+    for (x, y), dur in plan:
+        if t <= t_s < t + dur:
+            for z in range(3):
+                if P._points_in_polygon(np.array([x]), np.array([y]), zm.polygon(z))[0]:
+                    return z
+            return -1
+        t += dur
+    return -1
+
+
+@pytest.mark.parametrize("ghost_rate", [0.0, 0.02])
+def test_presence_agrees_with_physical_presence(mini, fitted, ghost_rate):
+    """Neighbouring counters C01/C02 share an edge and hear each other's tags; with multipath
+    ghosts (strong reads at random antennas) the decoded zone still matches >= 90 % of seconds."""
+    lay, am, zm = mini
+    rng = np.random.default_rng(5)
+    plans = _random_plans(zm, rng, 60)
+    reads = _synthetic(am, zm, plans, rng, ghost_rate=ghost_rate)
+    model = P.fit_presence_model(reads, am, zm)
+    pres = P.zone_presence(reads, model, am, segment_gap_s=1200)
+    ok = total = 0
+    for i in range(len(pres)):
+        for t_us in range(int(pres.start_us[i]), int(pres.end_us[i]), S):
+            sec = (t_us - T0) / S + 0.5
+            total += 1
+            ok += _truth_zone_at(zm, plans[int(pres.tag[i])], sec) == pres.zone[i]
+    assert total > 5000
+    assert ok / total >= 0.9
+
+
+def test_missed_reads_do_not_split(mini, fitted):
+    """A tag standing in C01 (next to C02, which hears it too) whose reads drop out for 8 s stays in C01."""
+    lay, am, zm = mini
+    _, model = fitted
+    rng = np.random.default_rng(2)
+    reads = _synthetic(am, zm, [[((7.5, 15.5), 40.0)]], rng)
+    keep = ~((reads.ts_us - reads.ts_us[0] > 15 * S) & (reads.ts_us - reads.ts_us[0] < 23 * S))
+    reads = Reads(reads.tag[keep], reads.ts_us[keep], reads.antenna[keep], reads.rssi_dbm[keep], reads.count[keep])
+    pres = P.zone_presence(reads, model, am, segment_gap_s=1200).zones_only()
+    c01 = zm.zone.index("C01")
+    inside = (pres.end_us - pres.start_us)[pres.zone == c01].sum()
+    elsewhere = (pres.end_us - pres.start_us)[pres.zone != c01].sum()
+    assert inside >= 25 * S and elsewhere <= 5 * S
+
+
+def test_model_is_learnt_from_layout_and_data(mini, fitted):
+    lay, am, zm = mini
+    _, model = fitted
+    states = model.state_zone.tolist()
+    n_z = len(set(int(z) for z in am.zone if z >= 0))
+    # far | in zone (one per zone with antennas) | beside zone
+    assert model.n_states == 1 + 2 * n_z
+    assert states[0] == -1 and sorted(states[1:n_z + 1]) == sorted(set(int(z) for z in am.zone if z >= 0))
+    assert states[n_z + 1:] == [-1] * n_z
+    for a in range(len(am)):
+        s = states.index(int(am.zone[a]))
+        # each antenna hears its own zone more often and at least as strong as beside it and far away
+        assert model.p_detect[s, a] >= model.p_detect[s + n_z, a] >= model.p_detect[0, a]
+        assert model.p_detect[s, a] > model.p_detect[0, a]
+        assert model.mu_dbm[s, a] >= model.mu_dbm[s + n_z, a] >= model.mu_dbm[0, a]
+    # C01 and C03 are far apart: no direct transition; C01 and C02 touch: allowed
+    c01, c02, c03 = (states.index(zm.zone.index(z)) for z in ("C01", "C02", "C03"))
+    assert model.trans[c01, c03] == 0 and model.trans[c01, c02] > 0
+    assert np.allclose(model.trans.sum(axis=1), 1.0)
+
+
+def test_bad_reads_rejected(mini, fitted):
+    lay, am, zm = mini
+    _, model = fitted
+    nan = Reads(np.array([1, 1], np.int32), np.array([0, S]), np.array([0, 1], np.int32),
+                np.array([-50, np.nan], np.float32), np.ones(2, np.int32))
+    with pytest.raises(ValueError, match="rssi_dbm is not finite at 1 row"):
+        P.zone_presence(nan, model, am, 1200)
+    bad_ant = Reads(np.array([1], np.int32), np.array([0]), np.array([9], np.int32),
+                    np.array([-50], np.float32), np.ones(1, np.int32))
+    with pytest.raises(ValueError, match="antenna out of range"):
+        P.fit_presence_model(bad_ant, am, zm)
+    unsorted = Reads(np.array([1, 1], np.int32), np.array([S, 0]), np.array([0, 1], np.int32),
+                     np.array([-50, -60], np.float32), np.ones(2, np.int32))
+    with pytest.raises(ValueError, match="not sorted"):
+        P.zone_presence(unsorted, model, am, 1200)
+
+
+def test_empty_and_one_read(mini, fitted):
+    lay, am, zm = mini
+    _, model = fitted
+    e = Reads.sorted_from(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))
+    assert len(P.zone_presence(e, model, am, 1200)) == 0
+    one = Reads.sorted_from(np.array([4]), np.array([10 * S]), np.array([0]), np.array([-45.0]))
+    pres = P.zone_presence(one, model, am, 1200)
+    assert len(pres) == 1 and pres.start_us[0] == 10 * S and pres.end_us[0] == 11 * S
+    # a model can be fitted on no reads at all (starting values only)
+    m0 = P.fit_presence_model(e, am, zm)
+    assert m0.p_detect.shape == model.p_detect.shape
