@@ -68,6 +68,8 @@ class Subscriber:
         return pred()
 
     def close(self) -> None:
+        for t in {t for t, _, _ in self.other if t.endswith("/status")}:  # leave no retained messages behind
+            self.client.publish(t, b"", qos=1, retain=True).wait_for_publish(5)
         self.client.disconnect()
         self.client.loop_stop()
 

@@ -193,5 +193,6 @@ def test_health_message_is_published(tmp_path, mqtt_broker, unique_prefix):
         assert m["stream"] == agent.spool.stream
     finally:
         agent.stop()
+        sub.publish(agent.uplink.status_topic, b"", qos=1, retain=True).wait_for_publish(5)
         sub.disconnect()
         sub.loop_stop()
