@@ -419,3 +419,22 @@ def test_arrival_curve_weekday_vs_weekend():
     assert (hour_a == 18).sum() > 1.2 * (hour_a == 11).sum()
     assert (hour_b == 12).sum() > (hour_a == 12).sum()
     assert (hour_a == 8).sum() < 0.05 * len(a)
+
+
+def test_department_floors_are_changed_only_on_the_escalators():
+    lay = load_layout(sample_layout_path("department"))
+    s = simulate(lay, shoppers=120, hours=0.75, seed=4)
+    pos = s.truth.positions
+    p = pos[s.truth.customer[pos["tag"]]]
+    change = np.flatnonzero((np.diff(p["floor"]) != 0) & (np.diff(p["tag"].astype(np.int64)) == 0))
+    assert change.size > 5 and set(np.unique(p["floor"])) == {1, 2}
+    escalator_ends = [(e["to"]["x"], e["to"]["y"]) for e in lay.simulation["escalators"]]
+    for i in change:
+        near = min(math.dist((p["x_m"][i], p["y_m"][i]), q) for q in escalator_ends)
+        assert near < 1.5, "a floor change away from the escalators"
+        assert p["ts_us"][i + 1] - p["ts_us"][i] == SAMPLE_US
+    # walking paths never cross a counter: a 0.5 s step never jumps over one
+    same = (np.diff(p["tag"].astype(np.int64)) == 0) & (np.diff(p["ts_us"]) == SAMPLE_US) & (np.diff(p["floor"]) == 0)
+    assert np.hypot(np.diff(p["x_m"]), np.diff(p["y_m"]))[same].max() < 1.5
+    kp = s.truth.counter_kpis()
+    assert len(kp) == len(lay.counters) and sum(k["visitors"] > 0 for k in kp) > 20
