@@ -4,13 +4,41 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 
 from storeflow.contract import BadInput
 from storeflow.layout import Layout, parse_layout
 
-__all__ = ["upsert_layout", "StoreDims", "load_store_dims"]
+__all__ = ["upsert_layout", "StoreDims", "load_store_dims", "read_plan_image"]
+
+#: magic bytes -> media type of the floor plan images we accept
+_IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
+PLAN_MAX_BYTES = 20 * 1024 * 1024
+
+
+def read_plan_image(source_dir: Path, floor: int, plan: str) -> tuple[bytes, str]:
+    """(bytes, media type) of a floor's plan image, a path relative to the layout file.
+
+    :class:`BadInput` naming the floor when the file is missing, too large or not PNG/JPEG/GIF/WebP/SVG.
+    """
+    path = source_dir / plan
+    where = f"floors[floor={floor}].plan"
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise BadInput(f"{where}: cannot read plan image {str(path)!r} ({e.strerror or e})") from None
+    if len(data) > PLAN_MAX_BYTES:
+        raise BadInput(f"{where}: plan image {str(path)!r} is larger than {PLAN_MAX_BYTES // 2**20} MB")
+    for magic, media in _IMAGE_MAGIC:
+        if data.startswith(magic):
+            return data, media
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return data, "image/webp"
+    if b"<svg" in data[:2048].lower():
+        return data, "image/svg+xml"
+    raise BadInput(f"{where}: {str(path)!r} is not a PNG, JPEG, GIF, WebP or SVG image")
 
 
 def upsert_layout(conn: psycopg.Connection, layout: Layout) -> int:
@@ -36,6 +64,11 @@ def upsert_layout(conn: psycopg.Connection, layout: Layout) -> int:
                 "depth_m = EXCLUDED.depth_m, plan = EXCLUDED.plan",
                 (sid, f.floor, f.width_m, f.depth_m, f.plan),
             )
+            if layout.source_dir is not None:  # a layout read from a file: store its plan image
+                image = read_plan_image(layout.source_dir, f.floor, f.plan) if f.plan else None
+                conn.execute("UPDATE floors SET plan_image = %s, plan_media_type = %s WHERE store_id = %s "
+                             "AND floor = %s", (image[0] if image else None, image[1] if image else None,
+                                                sid, f.floor))
         conn.execute("UPDATE zones SET active = false WHERE store_id = %s", (sid,))
         zone_ids: dict[str, int] = {}
         for z in layout.zones:

@@ -11,22 +11,26 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 router = APIRouter(include_in_schema=False)
+STATIC = Path(__file__).resolve().parent.parent / "static"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 #: page key -> (title, JSON twins the page reads, a line for the user)
 PAGES: dict[str, tuple[str, list[str], str]] = {
     "floor": ("Floor heatmap", ["layout", "heatmap", "counters"],
-              "Where shoppers spend time: tag-seconds per cell over the floor plan. Hover a counter for its KPIs."),
+              "Where shoppers spend time: the darker a square, the more time shoppers spent there. "
+              "Hover a counter for its figures."),
     "counters": ("Counter performance", ["counters"],
-                 "Which counters attract, hold and convert shoppers. Click a column to sort."),
+                 "Which counters attract, hold and convert shoppers. Click a column heading to sort."),
     "paths": ("Paths", ["paths"], "The most frequent walking paths, counter by counter, from the entrance."),
-    "traffic": ("Traffic", ["traffic"], "Footfall and occupancy by hour from the door counters."),
+    "traffic": ("Traffic", ["traffic"], "Shoppers entering through the doors, and how many are in the store, by hour; compared with the "
+                "previous period of the same length."),
 }
 
 _SHELL = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · StoreFlow</title>
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/static/dashboard.css">
 <script src="/plotly.min.js"></script>
 </head><body data-page="{page}" data-store="{store}">
@@ -53,6 +57,7 @@ _SHELL = """<!doctype html>
 
 _LOGIN = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>StoreFlow · sign in</title>
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/static/dashboard.css"></head><body>
 <main class="login"><h1>StoreFlow</h1>
 <form method="get" action="/login"><label>API token <input name="token" type="password" autocomplete="off"
@@ -64,6 +69,12 @@ _LOGIN = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 @router.get("/plotly.min.js")
 def plotly_js() -> FileResponse:
     return FileResponse(PLOTLY_JS, media_type="application/javascript",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+
+@router.get("/favicon.ico")
+def favicon() -> FileResponse:
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml",
                         headers={"Cache-Control": "public, max-age=86400"})
 
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from api.app import principal, store_guard
 from api.auth import Principal
@@ -40,6 +40,41 @@ def layout(request: Request, store: str, who: Principal = Depends(principal)) ->
     store_guard(request, store, who)
     row = request.app.state.db.fetch("SELECT layout FROM stores WHERE store = %s", (store,))[0]
     return row["layout"]
+
+
+_PLAN_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/svg+xml")
+
+
+@router.get("/stores/{store}/floors", summary="Floors with their size and whether a plan image is stored")
+def floors(request: Request, store: str, who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+    store_guard(request, store, who)
+    rows = request.app.state.db.fetch(
+        "SELECT f.floor, f.width_m, f.depth_m, f.plan, f.plan_image IS NOT NULL AS has_plan_image "
+        "FROM floors f JOIN stores s USING (store_id) WHERE s.store = %s ORDER BY f.floor", (store,))
+    for r in rows:
+        r["plan_url"] = f"/api/v1/stores/{store}/floors/{r['floor']}/plan" if r["has_plan_image"] else None
+    return rows
+
+
+@router.get("/stores/{store}/floors/{floor}/plan", summary="The floor's plan image (layout `plan:`)",
+            response_class=Response,
+            responses={200: {"content": {t: {"schema": {"type": "string", "format": "binary"}} for t in _PLAN_TYPES},
+                             "description": "the image as imported"},
+                       404: {"description": "unknown store or floor, or the floor has no plan image"}})
+def floor_plan(request: Request, store: str, floor: int, who: Principal = Depends(principal)) -> Response:
+    store_guard(request, store, who)
+    rows = request.app.state.db.fetch(
+        "SELECT f.plan_image, f.plan_media_type FROM floors f JOIN stores s USING (store_id) "
+        "WHERE s.store = %s AND f.floor = %s", (store, floor))
+    if not rows:
+        raise HTTPException(404, f"store {store!r} has no floor {floor}")
+    if rows[0]["plan_image"] is None:
+        raise HTTPException(404, f"floor {floor} of {store!r} has no plan image (layout `plan:`)")
+    # an SVG plan must never run script in our origin
+    return Response(bytes(rows[0]["plan_image"]), media_type=rows[0]["plan_media_type"],
+                    headers={"Cache-Control": "private, max-age=300",
+                             "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+                             "X-Content-Type-Options": "nosniff"})
 
 
 def _local_midnight(tz: str) -> datetime:
