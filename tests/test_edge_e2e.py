@@ -6,6 +6,7 @@ queued messages survive the broker restart, as ingest's would) on a free port.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -272,3 +273,35 @@ def test_kill_9_mid_stream_loses_nothing_spooled(tmp_path, broker, unique_prefix
         assert run1 == sorted(run1), "the first run's reads keep their order"
     finally:
         sub.close()
+
+
+def test_last_will_says_offline_when_the_agent_dies(tmp_path, mqtt_broker, unique_prefix):
+    host, port = mqtt_broker
+    states: list[dict] = []
+    ready = threading.Event()
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2)
+    sub.on_connect = lambda c, *_: c.subscribe(f"{unique_prefix}/+/+/status", qos=1)
+    sub.on_subscribe = lambda *_: ready.set()
+    sub.on_message = lambda c, u, m: states.append(json.loads(m.payload)) if m.payload else None
+    sub.connect(host, port)
+    sub.loop_start()
+    assert ready.wait(5)
+    cfg = tmp_path / "edge.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "agent": "box-will", "store": "mini-store",
+        "readers": [{"reader": "R1", "protocol": "test_edge_plugin:make_counter", "options": {"rate_hz": 100}}],
+        "uplink": {"host": host, "port": port, "topic_prefix": unique_prefix},
+        "spool": {"dir": str(tmp_path / "spool")}}))
+    proc = _agent_proc(cfg)
+    try:
+        assert wait_for(lambda: [s["state"] for s in states] == ["online"], 15)
+        proc.kill()
+        proc.wait(5)
+        assert wait_for(lambda: [s["state"] for s in states] == ["online", "offline"], 5), states
+        assert states[1]["agent"] == "box-will" and states[1]["stream"] == states[0]["stream"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sub.publish(f"{unique_prefix}/mini-store/box-will/status", b"", qos=1, retain=True).wait_for_publish(5)
+        sub.disconnect()
+        sub.loop_stop()
