@@ -31,6 +31,7 @@ from edge.readers.base import DoorCount, Driver, Record, TagRead
 from edge.records import AgentDoor, AgentRead
 from edge.smoothing import Smoother
 from edge.spool import Spool
+from storeflow.contract import BadInput
 from storeflow.wire import topic
 
 __all__ = ["Agent", "DeviceCounters"]
@@ -94,6 +95,19 @@ class Agent:
     def start(self) -> None:
         """Open the spool, connect the uplink, start the drivers and the agent loop."""
         cfg = self.cfg
+        if self._given_drivers is not None:
+            self.drivers = list(self._given_drivers)
+        else:  # built first: a device that cannot be built stops the start before anything runs
+            from edge.drivers import make_driver
+
+            self.drivers = []
+            for kind, devs in (("readers", cfg.readers), ("doors", cfg.doors)):
+                for i, dev in enumerate(devs):
+                    try:
+                        self.drivers.append((dev, make_driver(dev, cfg)))
+                    except (ValueError, LookupError, OSError) as e:
+                        name = dev.reader if isinstance(dev, ReaderConfig) else dev.door
+                        raise BadInput(f"{kind}[{i}] ({name}): cannot build the {dev.protocol} driver: {e}") from None
         self.spool = Spool(cfg.spool.dir, int(cfg.spool.max_mb * 2**20), cfg.spool.sync)
         st = self.spool.stats()
         log.info("agent %s (store %s): spool %s, stream %s, next seq %d, %d batch(es) / %d record(s) waiting",
@@ -101,12 +115,6 @@ class Agent:
         self.uplink = Uplink(cfg.uplink, cfg.store, cfg.agent, {"stream": st.stream})
         self.uplink.start()
         self._topics = {k: topic(cfg.uplink.topic_prefix, cfg.store, cfg.agent, k) for k in ("reads", "doors", "health")}
-        if self._given_drivers is not None:
-            self.drivers = list(self._given_drivers)
-        else:
-            from edge.drivers import make_driver
-
-            self.drivers = [(dev, make_driver(dev, cfg)) for dev in [*cfg.readers, *cfg.doors]]
         self._thread = threading.Thread(target=self._loop, name="edge-agent", daemon=True)
         self._thread.start()
         for dev, drv in self.drivers:
