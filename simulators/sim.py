@@ -184,10 +184,8 @@ class Simulation:
                    ((int(p["ts_us"]), p["member"], p["zone"], f"{p['amount']:.2f}", p["receipt"])
                     for p in self.purchases))
         counts["purchases.csv"] = len(self.purchases)
-        src = self.layout.source_dir
         (out / "layout.yaml").write_text(yaml.safe_dump(self.layout.to_dict(), sort_keys=False, allow_unicode=True),
                                          encoding="utf-8")
-        del src
         t = self.truth
         with open(out / "truth" / "positions.csv", "wb") as fh:
             fh.write(b"epc,ts,floor,x_m,y_m\n")
