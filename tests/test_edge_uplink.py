@@ -10,7 +10,6 @@ import socket
 import ssl
 import subprocess
 import threading
-import time
 import uuid
 from pathlib import Path
 
