@@ -59,6 +59,25 @@ class PathLossModel:
 
 
 @dataclass(frozen=True)
+class RangeModel:
+    """Learnt read rate and RSSI as functions of distance, tabulated every ``bin_m`` metres.
+
+    ``rate_per_s[b]``: reads per second of an antenna (gain 1) at distance ``b * bin_m``;
+    ``rssi_dbm[b]``: mean RSSI of those reads; per antenna a rate ``gain`` and an RSSI ``offset_db``.
+    Non-detections are evidence too: this is what the grid estimator uses.
+    """
+
+    bin_m: float
+    rate_per_s: np.ndarray
+    rssi_dbm: np.ndarray
+    gain: np.ndarray
+    offset_db: np.ndarray
+    sigma_db: float
+    background_per_s: float
+    neighbour_m: float
+
+
+@dataclass(frozen=True)
 class Positions:
     """Estimated positions, one row per tag per step while the tag is present, sorted by (tag, ts_us).
 
@@ -72,6 +91,7 @@ class Positions:
     y_m: np.ndarray     # float32: metres from the floor's bottom edge
     step_s: float
     model: PathLossModel
+    range_model: RangeModel | None = None
 
     def __len__(self) -> int:
         return int(self.tag.shape[0])
@@ -173,6 +193,78 @@ def _solve_step(ax, ay, dist, wt, m, has_prior, qx, qy, qw, iters, huber_c):  # 
     return x, y
 
 
+@njit(**_NJIT)
+def _table(tab, bin_m, d):  # pragma: no cover - jit
+    """Linear interpolation in a table sampled every bin_m metres (last value beyond its end)."""
+    u = d / bin_m
+    i = int(u)
+    if i >= tab.shape[0] - 1:
+        return tab[tab.shape[0] - 1]
+    f = u - i
+    return tab[i] + f * (tab[i + 1] - tab[i])
+
+
+@njit(**_NJIT)
+def _grid_step(cand, n_cand, cnt, rs, ant_x, ant_y, mu_tab, lmu_tab, rssi_tab, inv_bin, inv2s2,
+               cx, cy, half_m, spacing_m, w_m, d_m, has_prior, qx, qy, qvar):  # pragma: no cover - jit
+    """Posterior mean and per-axis variance (m^2) of the position on a local grid.
+
+    Likelihood per candidate antenna: Poisson read count with the learnt expected count at that
+    distance (antennas that did NOT read the tag count too), and for reads a Gaussian on their mean
+    RSSI around the learnt RSSI at that distance; times a Gaussian prior (previous estimate) if any.
+    Tables are per antenna, indexed by distance bin (``mu`` = expected reads per step).
+    """
+    nb = mu_tab.shape[1]
+    n = int(half_m / spacing_m)
+    best = -1e300
+    side = 2 * n + 1
+    ll = np.empty(side * side)
+    for gi in range(side):
+        x = cx + (gi - n) * spacing_m
+        for gj in range(side):
+            y = cy + (gj - n) * spacing_m
+            idx = gi * side + gj
+            if x < 0.0 or y < 0.0 or x >= w_m or y >= d_m:
+                ll[idx] = -1e300
+                continue
+            v = 0.0
+            if has_prior:
+                v -= ((x - qx) ** 2 + (y - qy) ** 2) / (2.0 * qvar)
+            for j in range(n_cand):
+                a = cand[j]
+                b = min(int(math.sqrt((x - ant_x[a]) ** 2 + (y - ant_y[a]) ** 2) * inv_bin), nb - 1)
+                c = cnt[j]
+                v += c * lmu_tab[a, b] - mu_tab[a, b]
+                if c > 0.0:
+                    e = rs[j] - rssi_tab[a, b]
+                    v -= c * e * e * inv2s2
+            ll[idx] = v
+            if v > best:
+                best = v
+    sw = 0.0
+    sx = 0.0
+    sy = 0.0
+    sxx = 0.0
+    for gi in range(side):
+        x = cx + (gi - n) * spacing_m
+        for gj in range(side):
+            v = ll[gi * side + gj]
+            if v < best - 30.0:
+                continue
+            y = cy + (gj - n) * spacing_m
+            w = math.exp(v - best)
+            sw += w
+            sx += w * x
+            sy += w * y
+            sxx += w * (x * x + y * y)
+    if sw == 0.0:
+        return min(max(cx, 0.0), w_m), min(max(cy, 0.0), d_m), half_m * half_m
+    mx = sx / sw
+    my = sy / sw
+    var = max(sxx / sw - mx * mx - my * my, 0.0) / 2.0 + spacing_m * spacing_m / 12.0
+    return mx, my, var
+
+
 @njit(**_NJIT_PAR)
 def _count_steps(ts_us, starts, active, step_us, gap_us):  # pragma: no cover - jit
     """Rows each tag will get: steps covered by its presence segments."""
@@ -244,6 +336,8 @@ def _finish_segment(ox, oy, of, valid, r0, n, half):  # pragma: no cover - jit
 def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
                       ant_x, ant_y, ant_fl, p0, exponent, sigma_db, fl_w, fl_d,
                       step_us, gap_us, half, speed_mps, d_min, d_max, iters, huber_c,
+                      use_grid, nb_start, nb_idx, mu_tab, lmu_tab, rssi_tab, inv_bin, inv2s2,
+                      grid_half_m, grid_spacing_m,
                       out_ts, out_fl, out_x, out_y, read_row, want_rows):  # pragma: no cover - jit
     nt = starts.shape[0] - 1
     n_fl = fl_w.shape[0]
@@ -264,6 +358,11 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
         dd = np.empty(_MAX_ANT)
         ww = np.empty(_MAX_ANT)
         fscore = np.zeros(n_fl)
+        cand = np.empty(4 * _MAX_ANT, np.int64)
+        ccnt = np.empty(4 * _MAX_ANT)
+        crs = np.empty(4 * _MAX_ANT)
+        mark = np.full(ant_x.shape[0], -1, np.int64)
+        qvar = 1.0
         row = base          # next free row of this tag
         seg_row0 = base
         k_first = ts_us[a] // step_us
@@ -339,7 +438,49 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
             if use_prior:
                 sq = speed_mps * (k - qk) * step_s + 0.5
                 qw = 1.0 / (sq * sq)
-            x, y = _solve_step(ax, ay, dd, ww, mm, use_prior, qx, qy, qw, iters, huber_c)
+            if use_grid:
+                # candidates: antennas that read the tag on this floor, and their neighbours that did not
+                nc = 0
+                sx0 = 0.0
+                sy0 = 0.0
+                sw0 = 0.0
+                for j in range(m):
+                    an = ids[j]
+                    if ant_fl[an] == best and nc < cand.shape[0]:
+                        cand[nc] = an
+                        ccnt[nc] = sc[j]
+                        crs[nc] = src[j] / sc[j]
+                        mark[an] = k
+                        nc += 1
+                        sw0 += sc[j]
+                        sx0 += sc[j] * ant_x[an]
+                        sy0 += sc[j] * ant_y[an]
+                nh = nc
+                for j in range(nh):
+                    an = cand[j]
+                    for q in range(nb_start[an], nb_start[an + 1]):
+                        nb = nb_idx[q]
+                        if mark[nb] != k and nc < cand.shape[0]:
+                            mark[nb] = k
+                            cand[nc] = nb
+                            ccnt[nc] = 0.0
+                            crs[nc] = 0.0
+                            nc += 1
+                if use_prior:
+                    pv = qvar + (speed_mps * (k - qk) * step_s) ** 2
+                    cx = qx
+                    cy = qy
+                    hm = min(grid_half_m, 3.0 * math.sqrt(pv) + 2.0 * grid_spacing_m)
+                else:
+                    pv = 1.0
+                    cx = sx0 / sw0
+                    cy = sy0 / sw0
+                    hm = grid_half_m
+                x, y, qvar = _grid_step(cand, nc, ccnt, crs, ant_x, ant_y, mu_tab, lmu_tab, rssi_tab, inv_bin,
+                                        inv2s2, cx, cy, hm, grid_spacing_m, fl_w[best], fl_d[best],
+                                        use_prior, qx, qy, pv)
+            else:
+                x, y = _solve_step(ax, ay, dd, ww, mm, use_prior, qx, qy, qw, iters, huber_c)
             x = min(max(x, 0.0), fl_w[best] * 0.999999)
             y = min(max(y, 0.0), fl_d[best] * 0.999999)
             for q in range(row, cur):  # steps without reads since the last estimate
@@ -372,6 +513,8 @@ class _Params:
     d_max: float
     iters: int
     huber_c: float
+    grid_half_m: float = 8.0
+    grid_spacing_m: float = 1.0
 
 
 def _validate(reads: Reads, antennas: AntennaMap, layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -409,8 +552,33 @@ def _validate(reads: Reads, antennas: AntennaMap, layout: Layout) -> tuple[np.nd
     return fl_num, fl_w, fl_d, ant_fl
 
 
+def _neighbours(antennas: AntennaMap, ant_fl: np.ndarray, radius_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """CSR lists of the antennas on the same floor within ``radius_m`` of each antenna (itself excluded)."""
+    n = len(antennas)
+    starts = np.zeros(n + 1, np.int64)
+    idx: list[np.ndarray] = []
+    for a in range(n):
+        d = np.hypot(antennas.x_m - antennas.x_m[a], antennas.y_m - antennas.y_m[a])
+        nb = np.flatnonzero((ant_fl == ant_fl[a]) & (d <= radius_m) & (np.arange(n) != a))
+        nb = nb[np.argsort(d[nb], kind="stable")][:_MAX_ANT]
+        idx.append(nb)
+        starts[a + 1] = starts[a] + len(nb)
+    return starts, (np.concatenate(idx) if idx else np.zeros(0)).astype(np.int64)
+
+
+def _antenna_tables(rm: RangeModel, step_s: float, fine_m: float = 0.25) -> tuple:
+    """Per-antenna tables on a fine distance grid: expected reads per step, its log, RSSI (dBm); 1/bin."""
+    d = np.arange(int(round(len(rm.rate_per_s) * rm.bin_m / fine_m)) + 1) * fine_m + fine_m / 2
+    grid_m = np.arange(len(rm.rate_per_s)) * rm.bin_m + rm.bin_m / 2
+    rate = np.interp(d, grid_m, rm.rate_per_s)
+    rssi = np.interp(d, grid_m, rm.rssi_dbm)
+    mu = (rm.gain[:, None] * rate[None, :] + rm.background_per_s) * step_s
+    return mu, np.log(mu), rssi[None, :] + rm.offset_db[:, None], 1.0 / fine_m
+
+
 def _run(reads: Reads, antennas: AntennaMap, fl_w: np.ndarray, fl_d: np.ndarray, ant_fl: np.ndarray,
-         model: PathLossModel, p: _Params, active_tags: np.ndarray | None, want_rows: bool):
+         model: PathLossModel, p: _Params, active_tags: np.ndarray | None, want_rows: bool,
+         rmodel: RangeModel | None = None):
     tags, starts = reads.tag_bounds()
     active = np.ones(len(tags), np.bool_) if active_tags is None else active_tags
     counts = _count_steps(reads.ts_us, starts, active, p.step_us, p.gap_us)
@@ -422,14 +590,89 @@ def _run(reads: Reads, antennas: AntennaMap, fl_w: np.ndarray, fl_d: np.ndarray,
     out_x = np.empty(n, np.float32)
     out_y = np.empty(n, np.float32)
     read_row = np.full(len(reads) if want_rows else 0, -1, np.int64)
+    if rmodel is None:
+        z = np.zeros((1, 1))
+        grid = (False, np.zeros(len(antennas) + 1, np.int64), np.zeros(0, np.int64), z, z, z, 1.0, 1.0)
+    else:
+        nb_start, nb_idx = _neighbours(antennas, ant_fl, rmodel.neighbour_m)
+        grid = (True, nb_start, nb_idx, *_antenna_tables(rmodel, p.step_us * 1e-6),
+                1.0 / (2.0 * rmodel.sigma_db ** 2))
     if n:
         _positions_kernel(reads.ts_us, reads.antenna, reads.rssi_dbm, reads.count, starts, active, row_off,
                           antennas.x_m.astype(np.float64), antennas.y_m.astype(np.float64), ant_fl,
                           model.p0_dbm.astype(np.float64), float(model.exponent), float(model.sigma_db),
                           fl_w, fl_d, p.step_us, p.gap_us, p.half, p.speed_mps, p.d_min, p.d_max, p.iters,
-                          p.huber_c, out_ts, out_fl, out_x, out_y, read_row, want_rows)
+                          p.huber_c, *grid, p.grid_half_m, p.grid_spacing_m,
+                          out_ts, out_fl, out_x, out_y, read_row, want_rows)
     out_tag = np.repeat(tags, counts).astype(np.int32)
     return out_tag, out_ts, out_fl, out_x, out_y, read_row
+
+
+@njit(**_NJIT)
+def _exposure(row_fl, row_x, row_y, ant_fl, ant_x, ant_y, bin_m, nb):  # pragma: no cover - jit
+    """Steps spent at each (antenna, distance bin): the denominator of read rates."""
+    e = np.zeros((ant_fl.shape[0], nb))
+    for r in range(row_fl.shape[0]):
+        for a in range(ant_fl.shape[0]):
+            if ant_fl[a] != row_fl[r]:
+                continue
+            d = math.sqrt((row_x[r] - ant_x[a]) ** 2 + (row_y[r] - ant_y[a]) ** 2)
+            e[a, min(int(d / bin_m), nb - 1)] += 1.0
+    return e
+
+
+def _fit_range_model(reads: Reads, antennas: AntennaMap, ant_fl: np.ndarray, rows: tuple, step_s: float,
+                     bin_m: float = 0.5, max_m: float = 30.0) -> RangeModel:
+    """Tabulate read rate and RSSI against distance from estimated positions (one EM M-step)."""
+    _, _, ofl, ox, oy, rrow = rows
+    nb = int(round(max_m / bin_m))
+    na = len(antennas)
+    e = _exposure(ofl, ox.astype(np.float64), oy.astype(np.float64), ant_fl, antennas.x_m.astype(np.float64),
+                  antennas.y_m.astype(np.float64), bin_m, nb)
+    sel = rrow >= 0
+    rr = rrow[sel]
+    an = reads.antenna[sel]
+    same = ofl[rr] == ant_fl[an]
+    rr, an = rr[same], an[same]
+    c = reads.count[sel][same].astype(np.float64)
+    rssi = reads.rssi_dbm[sel][same].astype(np.float64)
+    d = np.hypot(ox[rr] - antennas.x_m[an], oy[rr] - antennas.y_m[an])
+    b = np.minimum((d / bin_m).astype(np.int64), nb - 1)
+    cnt = np.bincount(an * nb + b, c, na * nb).reshape(na, nb)
+    tot_e = e.sum(0)
+    rate = np.divide(cnt.sum(0), tot_e * step_s, out=np.zeros(nb), where=tot_e > 0)
+    for i in range(1, nb):  # bins never visited: carry the previous value
+        if tot_e[i] == 0:
+            rate[i] = rate[i - 1]
+    expect = (e * rate[None, :]).sum(1) * step_s
+    gain = np.clip(np.divide(cnt.sum(1), expect, out=np.ones(na), where=expect > 0), 0.2, 5.0)
+    rate = np.minimum.accumulate(np.maximum(rate, 0.0))  # reads get rarer with distance
+    peak = rate[0] if rate[0] > 0 else 1.0
+    background = max(1e-4, 0.5 * float(rate[-1]))
+    far = np.flatnonzero(rate < 0.1 * peak)
+    neighbour_m = float(np.clip((far[0] if len(far) else nb) * bin_m, 4.0, 20.0))
+    # RSSI at distance (global table + per-antenna offset), two alternations
+    offset = np.zeros(na)
+    tab = np.zeros(nb)
+    for _ in range(2):
+        y = rssi - offset[an]
+        sc = np.bincount(b, c, nb)
+        tab = np.divide(np.bincount(b, c * y, nb), sc, out=np.full(nb, np.nan), where=sc > 0)
+        first = np.flatnonzero(np.isfinite(tab))
+        if len(first) == 0:
+            tab[:] = -60.0
+        else:
+            tab[:first[0]] = tab[first[0]]
+            for i in range(1, nb):
+                if not np.isfinite(tab[i]):
+                    tab[i] = tab[i - 1]
+        res = rssi - tab[b]
+        sa = np.bincount(an, c, na)
+        offset = np.divide(np.bincount(an, c * res, na), sa, out=np.zeros(na), where=sa > 0)
+    tab = np.minimum.accumulate(tab)
+    res = rssi - tab[b] - offset[an]
+    sigma = float(np.sqrt(np.sum(c * res * res) / max(np.sum(c), 1.0))) if len(res) else 6.0
+    return RangeModel(bin_m, rate, tab, gain, offset, float(np.clip(sigma, 1.0, 20.0)), background, neighbour_m)
 
 
 def _params(step_s: float, max_gap_s: float, smooth_s: float, speed_mps: float, fl_w: np.ndarray,
@@ -480,7 +723,7 @@ def _subsample_tags(reads: Reads, max_reads: int) -> np.ndarray:
 
 
 def fit_path_loss(reads: Reads, antennas: AntennaMap, layout: Layout, iterations: int = 4,
-                  max_reads: int = 1_000_000, step_s: float = 1.0) -> PathLossModel:
+                  max_reads: int = 300_000, step_s: float = 1.0) -> PathLossModel:
     """Learn the store's path-loss model from its own reads (self-consistent, EM-like).
 
     Alternates position estimation with a least-squares fit of RSSI (dBm) on log10 distance
@@ -527,23 +770,51 @@ def fit_path_loss(reads: Reads, antennas: AntennaMap, layout: Layout, iterations
     return model
 
 
+def fit_range_model(reads: Reads, antennas: AntennaMap, layout: Layout, model: PathLossModel,
+                    iterations: int = 1, max_reads: int = 300_000, step_s: float = 1.0) -> RangeModel:
+    """Learn read rate and RSSI against distance from the store's own reads (EM-like).
+
+    Starts from path-loss (WLS) positions, then alternates grid-estimator positions and refits,
+    on a spread subset of at most ``max_reads`` reads.
+    """
+    fl_num, fl_w, fl_d, ant_fl = _validate(reads, antennas, layout)
+    p = _params(step_s, 30.0, 2.0, 1.2, fl_w, fl_d)
+    active = _subsample_tags(reads, max_reads)
+    rows = _run(reads, antennas, fl_w, fl_d, ant_fl, model, p, active, True)
+    rmodel = _fit_range_model(reads, antennas, ant_fl, rows, p.step_us * 1e-6)
+    for _ in range(iterations):
+        rows = _run(reads, antennas, fl_w, fl_d, ant_fl, model, p, active, True, rmodel)
+        rmodel = _fit_range_model(reads, antennas, ant_fl, rows, p.step_us * 1e-6)
+    return rmodel
+
+
 def estimate_positions(reads: Reads, antennas: AntennaMap, layout: Layout, step_s: float = 1.0,
                        model: PathLossModel | None = None, max_gap_s: float = 30.0, smooth_s: float = 2.0,
-                       speed_mps: float = 1.2, tags: np.ndarray | None = None) -> Positions:
+                       speed_mps: float = 1.2, tags: np.ndarray | None = None, method: str = "grid",
+                       range_model: RangeModel | None = None) -> Positions:
     """Position of every tag (or only ``tags``) on each ``step_s`` step while it is present.
 
-    ``model`` defaults to :func:`fit_path_loss` on these reads. Presence: first to last read, gaps up
-    to ``max_gap_s`` bridged (interpolated). ``smooth_s``: half-width of the moving average (seconds).
-    ``speed_mps``: walking speed of the random-walk prior (metres per second).
+    ``method``: ``"grid"`` (default; likelihood of read counts, non-detections included, and RSSI on
+    a local grid, filtered over time) or ``"wls"`` (robust least squares on path-loss ranges).
+    Models default to ones learnt from these reads (:func:`fit_path_loss`, :func:`fit_range_model`).
+    Presence: first to last read, gaps up to ``max_gap_s`` bridged (interpolated). ``smooth_s``:
+    half-width of the moving average (seconds). ``speed_mps``: walking speed of the motion prior (m/s).
     """
     fl_num, fl_w, fl_d, ant_fl = _validate(reads, antennas, layout)
     p = _params(step_s, max_gap_s, smooth_s, speed_mps, fl_w, fl_d)
+    if method not in ("grid", "wls"):
+        raise ValueError(f"method: must be 'grid' or 'wls', got {method!r}")
     if model is None:
         model = fit_path_loss(reads, antennas, layout, step_s=step_s)
     elif model.p0_dbm.shape != (len(antennas),):
         raise ValueError(f"model.p0_dbm: needs one value per antenna ({len(antennas)}), got {model.p0_dbm.shape}")
+    if method == "grid" and range_model is None and len(reads):
+        range_model = fit_range_model(reads, antennas, layout, model, step_s=step_s)
+    if method == "wls":
+        range_model = None
     active = None
     if tags is not None:
         active = np.isin(reads.tag_bounds()[0], np.asarray(tags))
-    out_tag, out_ts, ofl, ox, oy, _ = _run(reads, antennas, fl_w, fl_d, ant_fl, model, p, active, False)
-    return Positions(out_tag, out_ts, fl_num[ofl] if len(ofl) else ofl, ox, oy, step_s, model)
+    out_tag, out_ts, ofl, ox, oy, _ = _run(reads, antennas, fl_w, fl_d, ant_fl, model, p, active, False,
+                                           range_model)
+    return Positions(out_tag, out_ts, fl_num[ofl] if len(ofl) else ofl, ox, oy, step_s, model, range_model)

@@ -13,7 +13,7 @@ from collections import defaultdict
 import numpy as np
 
 from analytics.data import AntennaMap, Reads, antenna_map
-from analytics.positions import PathLossModel
+from analytics.positions import PathLossModel, RangeModel
 from storeflow.layout import Layout, parse_layout
 
 LN10 = math.log(10.0)
@@ -74,15 +74,60 @@ def naive_solve(ants: list[tuple[float, float, float, float]], prior: tuple[floa
     return x, y
 
 
+def naive_grid_step(cands: list[tuple[float, float, float, float, int]], rm: RangeModel, step_s: float,
+                    centre: tuple[float, float], half_m: float, spacing_m: float, floor_wd: tuple[float, float],
+                    prior: tuple[float, float, float] | None) -> tuple[float, float, float]:
+    """Posterior mean/variance on a grid; cands = (antenna x, y, read count, mean rssi, antenna index)."""
+    fine = 0.25
+    n_fine = int(round(len(rm.rate_per_s) * rm.bin_m / fine)) + 1
+    centres = [(i + 0.5) * rm.bin_m for i in range(len(rm.rate_per_s))]
+
+    def tables(a: int, d: float) -> tuple[float, float]:
+        b = min(int(d / fine), n_fine - 1)
+        db = b * fine + fine / 2
+        rate = float(np.interp(db, centres, rm.rate_per_s))
+        rssi = float(np.interp(db, centres, rm.rssi_dbm)) + rm.offset_db[a]
+        return (rm.gain[a] * rate + rm.background_per_s) * step_s, rssi
+
+    n = int(half_m / spacing_m)
+    pts = []
+    for gi in range(-n, n + 1):
+        for gj in range(-n, n + 1):
+            x, y = centre[0] + gi * spacing_m, centre[1] + gj * spacing_m
+            if not (0 <= x < floor_wd[0] and 0 <= y < floor_wd[1]):
+                continue
+            ll = -((x - prior[0]) ** 2 + (y - prior[1]) ** 2) / (2 * prior[2]) if prior else 0.0
+            for ax, ay, c, rs, a in cands:
+                mu, rssi = tables(a, math.hypot(x - ax, y - ay))
+                ll += c * math.log(mu) - mu
+                if c > 0:
+                    ll -= c * (rs - rssi) ** 2 / (2 * rm.sigma_db ** 2)
+            pts.append((ll, x, y))
+    if not pts:
+        return min(max(centre[0], 0.0), floor_wd[0]), min(max(centre[1], 0.0), floor_wd[1]), half_m ** 2
+    top = max(p[0] for p in pts)
+    w = [(math.exp(ll - top), x, y) for ll, x, y in pts if ll >= top - 30]
+    sw = sum(p[0] for p in w)
+    mx = sum(p[0] * p[1] for p in w) / sw
+    my = sum(p[0] * p[2] for p in w) / sw
+    var = max(sum(p[0] * (p[1] ** 2 + p[2] ** 2) for p in w) / sw - mx * mx - my * my, 0) / 2 + spacing_m ** 2 / 12
+    return mx, my, var
+
+
 def naive_positions(reads: Reads, antennas: AntennaMap, layout: Layout, model: PathLossModel, step_s: float,
-                    max_gap_s: float, smooth_s: float, speed_mps: float) -> list[tuple[int, int, int, float, float]]:
-    """(tag, ts_us, floor, x_m, y_m) rows by the documented method, one tag and one step at a time."""
+                    max_gap_s: float, smooth_s: float, speed_mps: float,
+                    rm: RangeModel | None = None) -> list[tuple[int, int, int, float, float]]:
+    """(tag, ts_us, floor, x_m, y_m) rows by the documented method, one tag and one step at a time.
+
+    With ``rm`` the grid estimator (1 m grid, half-size 8 m) replaces the range least squares.
+    """
     step_us = int(round(step_s * 1e6))
     gap_us = int(round(max_gap_s * 1e6))
     half = int(round(smooth_s / step_s))
     floors = sorted(layout.floors, key=lambda f: f.floor)
     d_max = max(math.hypot(f.width_m, f.depth_m) for f in floors)
     k_sig = LN10 * model.sigma_db / (10.0 * model.exponent)
+    floor_ids = [[f.floor for f in floors].index(int(f)) for f in antennas.floor]
     by_tag: dict[int, list[int]] = defaultdict(list)
     for r in range(len(reads)):
         by_tag[int(reads.tag[r])].append(r)
@@ -101,6 +146,7 @@ def naive_positions(reads: Reads, antennas: AntennaMap, layout: Layout, model: P
             k0, k1 = min(steps), max(steps)
             est: dict[int, tuple[int, float, float]] = {}
             prior = None
+            qvar = 1.0
             for k in sorted(steps):
                 pooled: dict[int, list[float]] = {}
                 for r in steps[k]:
@@ -123,7 +169,31 @@ def naive_positions(reads: Reads, antennas: AntennaMap, layout: Layout, model: P
                 if prior is not None and prior[0] == best:
                     sq = speed_mps * (k - prior[3]) * step_s + 0.5
                     pr = (prior[1], prior[2], 1.0 / sq ** 2)
-                x, y = naive_solve([(ax, ay, d, w) for fi, ax, ay, d, w in cand if fi == best], pr)
+                if rm is None:
+                    x, y = naive_solve([(ax, ay, d, w) for fi, ax, ay, d, w in cand if fi == best], pr)
+                else:
+                    heard = [a for a in pooled if floor_ids[a] == best]
+                    cands = [(float(antennas.x_m[a]), float(antennas.y_m[a]), pooled[a][0], pooled[a][1] / pooled[a][0], a)
+                             for a in heard]
+                    seen = set(heard)
+                    for a in heard:
+                        dist = np.hypot(antennas.x_m - antennas.x_m[a], antennas.y_m - antennas.y_m[a])
+                        near = [b for b in np.argsort(dist, kind="stable")
+                                if b != a and floor_ids[b] == floor_ids[a] and dist[b] <= rm.neighbour_m][:32]
+                        for b in near:
+                            if b not in seen:
+                                seen.add(int(b))
+                                cands.append((float(antennas.x_m[b]), float(antennas.y_m[b]), 0.0, 0.0, int(b)))
+                    if pr is not None:
+                        pv = qvar + (speed_mps * (k - prior[3]) * step_s) ** 2
+                        centre, g_half, gp = (prior[1], prior[2]), min(8.0, 3 * math.sqrt(pv) + 2.0), (prior[1], prior[2], pv)
+                    else:
+                        sw = sum(pooled[a][0] for a in heard)
+                        centre = (sum(pooled[a][0] * antennas.x_m[a] for a in heard) / sw,
+                                  sum(pooled[a][0] * antennas.y_m[a] for a in heard) / sw)
+                        g_half, gp = 8.0, None
+                    x, y, qvar = naive_grid_step(cands, rm, step_s, centre, g_half, 1.0,
+                                                 (floors[best].width_m, floors[best].depth_m), gp)
                 x = min(max(x, 0.0), floors[best].width_m * 0.999999)
                 y = min(max(y, 0.0), floors[best].depth_m * 0.999999)
                 est[k] = (best, x, y)

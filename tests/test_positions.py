@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analytics.data import Reads, antenna_map
-from analytics.positions import PathLossModel, estimate_positions, fit_path_loss
+from analytics.positions import PathLossModel, RangeModel, estimate_positions, fit_path_loss
 from tests.naive_positions import naive_positions, synthetic_layout, synthetic_reads
 
 LAYOUT2 = synthetic_layout(floors=2, nx=3, ny=2)
@@ -19,6 +19,15 @@ T0 = 1_700_000_000_000_000
 def _model(n_ant: int, seed: int = 0) -> PathLossModel:
     rng = np.random.default_rng(seed)
     return PathLossModel(rng.uniform(-45, -30, n_ant), float(rng.uniform(1.8, 3.5)), float(rng.uniform(2, 8)))
+
+
+def _range_model(n_ant: int, seed: int = 0) -> RangeModel:
+    rng = np.random.default_rng(seed)
+    d = np.arange(60) * 0.5
+    rate = 3.0 * np.exp(-d / rng.uniform(2, 6))
+    rssi = -45.0 - rng.uniform(10, 25) * np.log10(np.maximum(d, 0.5))
+    return RangeModel(0.5, rate, rssi, rng.uniform(0.5, 2, n_ant), rng.normal(0, 2, n_ant), float(rng.uniform(2, 6)),
+                      1e-3, float(rng.uniform(4, 12)))
 
 
 @st.composite
@@ -34,13 +43,16 @@ def random_reads(draw):
                              np.array(rssi, np.float32), np.array(cnt, np.int32))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reads=random_reads(), step_s=st.sampled_from([0.5, 1.0, 2.0]), gap_s=st.sampled_from([2.0, 5.0, 30.0]),
-       smooth_s=st.sampled_from([0.0, 1.0, 3.0]), seed=st.integers(0, 5))
-def test_kernel_matches_reference(reads: Reads, step_s: float, gap_s: float, smooth_s: float, seed: int) -> None:
+       smooth_s=st.sampled_from([0.0, 1.0, 3.0]), seed=st.integers(0, 5), method=st.sampled_from(["wls", "grid"]))
+def test_kernel_matches_reference(reads: Reads, step_s: float, gap_s: float, smooth_s: float, seed: int,
+                                  method: str) -> None:
     model = _model(len(AM2), seed)
-    pos = estimate_positions(reads, AM2, LAYOUT2, step_s=step_s, model=model, max_gap_s=gap_s, smooth_s=smooth_s)
-    ref = naive_positions(reads, AM2, LAYOUT2, model, step_s, gap_s, smooth_s, 1.2)
+    rm = _range_model(len(AM2), seed) if method == "grid" else None
+    pos = estimate_positions(reads, AM2, LAYOUT2, step_s=step_s, model=model, max_gap_s=gap_s, smooth_s=smooth_s,
+                             method=method, range_model=rm)
+    ref = naive_positions(reads, AM2, LAYOUT2, model, step_s, gap_s, smooth_s, 1.2, rm)
     assert len(pos) == len(ref)
     if ref:
         tag, ts, fl, x, y = (np.array(c) for c in zip(*ref))
@@ -57,7 +69,7 @@ def test_empty_and_one_read() -> None:
     assert len(estimate_positions(empty, AM2, LAYOUT2, model=model)) == 0
     assert len(estimate_positions(empty, AM2, LAYOUT2)) == 0  # model fit on nothing must not fail
     one = Reads.sorted_from(np.array([7]), np.array([T0 + 1_300_000]), np.array([4]), np.array([-50.0]))
-    pos = estimate_positions(one, AM2, LAYOUT2, model=model)
+    pos = estimate_positions(one, AM2, LAYOUT2, model=model, method="wls")
     # one antenna, no history: the best guess is the antenna itself, on the step holding the read
     assert len(pos) == 1 and pos.tag[0] == 7 and pos.ts_us[0] == T0 + 1_000_000
     assert pos.floor[0] == AM2.floor[4]
@@ -72,7 +84,7 @@ def test_noise_free_ranges_give_the_true_point() -> None:
     d = np.hypot(AM2.x_m[on1] - truth[0], AM2.y_m[on1] - truth[1])
     rssi = -40.0 - 20.0 * np.log10(d)
     reads = Reads.sorted_from(np.zeros(len(on1)), np.full(len(on1), T0), on1, rssi, np.full(len(on1), 50))
-    pos = estimate_positions(reads, AM2, LAYOUT2, model=model, smooth_s=0)
+    pos = estimate_positions(reads, AM2, LAYOUT2, model=model, smooth_s=0, method="wls")
     assert (pos.x_m[0], pos.y_m[0]) == pytest.approx(truth, abs=0.05)
     assert rng is not None
 
