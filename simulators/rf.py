@@ -149,7 +149,7 @@ def _slow_shadow(seed: np.uint64, tag: np.int64, ant: np.int64, t_us: np.int64, 
     return (n0 * (1.0 - w) + n1 * w) / math.sqrt((1.0 - w) ** 2 + w * w)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)
 def _loss(d2: float, n_exp: float, bp: float, n_far: float) -> float:
     """Dual-slope path loss (dB) at squared 3-D distance d2."""
     if d2 <= bp * bp:
@@ -157,7 +157,7 @@ def _loss(d2: float, n_exp: float, bp: float, n_far: float) -> float:
     return 10.0 * n_exp * math.log10(bp) + 5.0 * n_far * math.log10(d2 / (bp * bp))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True, error_model="numpy")
 def _generate(slice_seed, shadow_seed, t0_us, dt_us, n_steps, spb, tag_ids, pf, px, py,
               ax, ay, af, aaz, again, areader, aport, aslot, anslots, aphase, rskew, rdrift, start_us,
               cand_ptr, cand_ant, grid_off, grid_nx, grid_ny, floor_ids, ghost_ptr, ghost_ant,
@@ -224,12 +224,14 @@ def _generate(slice_seed, shadow_seed, t0_us, dt_us, n_steps, spb, tag_ids, pf, 
                     continue
                 # slow shadowing is held for the block (1 s, shorter than its correlation time);
                 # skip the block when even the closest approach with +4 sigma fading reads < 0.1 %
-                slow = s_slow * _slow_shadow(shadow_seed, tag, a, (tb0 + tb1) // 2, tau_us)
                 dm = math.sqrt(dx * dx + dy * dy) - 1.5
                 if dm < 0.0:
                     dm = 0.0
-                best = rssi_1m + again[a] - _loss(dm * dm + dz2, n_exp, bp, n_far) + slow + 3.0 * s_fast
-                if best < sens - 6.0 * soft:
+                best = rssi_1m + again[a] - _loss(dm * dm + dz2, n_exp, bp, n_far) + 3.0 * s_fast
+                if best + 4.0 * s_slow < sens - 6.0 * soft:
+                    continue  # hopeless even with +4 sigma shadowing: skip before hashing
+                slow = s_slow * _slow_shadow(shadow_seed, tag, a, (tb0 + tb1) // 2, tau_us)
+                if best + slow < sens - 6.0 * soft:
                     continue
                 period = anslots[a] * round_us
                 first = aphase[a] + aslot[a] * round_us
@@ -238,7 +240,16 @@ def _generate(slice_seed, shadow_seed, t0_us, dt_us, n_steps, spb, tag_ids, pf, 
                 cfac = 1.0
                 if crowd[b, a] > round_cap:
                     cfac = round_cap / crowd[b, a]
-                while rs < tb1:
+                # thinning: rounds are first drawn with an upper bound p_ub of the read probability in
+                # this block (skipping ahead geometrically), then accepted with p / p_ub; the same
+                # distribution as testing every round, with far fewer evaluations for distant tags
+                p_ub = p_max * cfac / (1.0 + math.exp(-(best + slow - sens) / soft))
+                log_q = math.log(1.0 - p_ub) if p_ub < 0.999 else 0.0
+                while True:
+                    if log_q < 0.0:
+                        rs += np.int64(math.log(1.0 - np.random.random()) / log_q) * period
+                    if rs >= tb1:
+                        break
                     s = (rs + round_us // 2 - t0_us) // dt_us
                     if s >= n_steps:
                         s = n_steps - 1
@@ -259,7 +270,7 @@ def _generate(slice_seed, shadow_seed, t0_us, dt_us, n_steps, spb, tag_ids, pf, 
                     mean = rssi_1m - g + again[a] - _loss(d2, n_exp, bp, n_far)
                     rssi = mean + slow + s_fast * np.random.standard_normal()
                     p = p_max * cfac / (1.0 + math.exp(-(rssi - sens) / soft))
-                    if np.random.random() < p:
+                    if np.random.random() * p_ub < p:
                         ts = rs + np.int64(np.random.random() * round_us)
                         reps = 1
                         if np.random.random() < dup_p:
