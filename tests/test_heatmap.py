@@ -105,3 +105,43 @@ def test_compute_heatmap_rejects_bad_input() -> None:
         compute_heatmap(reads, am, layout, cust, 0.0, 0, 2**60)
     with pytest.raises(ValueError, match="to_us"):
         compute_heatmap(reads, am, layout, cust, 1.0, 10, 0)
+
+
+# ------------------------------------------------------------------------------------------------
+# accuracy against simulator ground truth (issue 6 bar: Pearson r >= 0.8 on 1 m cells)
+
+
+def _truth_accuracy(store: str, scenario: str) -> tuple[list[float], float]:
+    from simulators import sample_layout_path, simulate
+    from storeflow.layout import load_layout
+
+    layout = load_layout(sample_layout_path(store))
+    sim = simulate(layout, shoppers=100, hours=1, seed=7, scenario=scenario)
+    reads, am = sim.reads()
+    customer = sim.truth.customer[reads.tag]
+    heat = compute_heatmap(reads, am, layout, customer, 1.0, sim.start_us, sim.end_us)
+    rs = []
+    for f in layout.floors:
+        true = sim.truth.heatmap(f.floor, 1.0)
+        est = np.zeros_like(true)
+        h = heat[heat["floor"] == f.floor]
+        np.add.at(est, (h["ix"], h["iy"]), h["seconds"])
+        rs.append(float(np.corrcoef(true.ravel(), est.ravel())[0, 1]))
+    # median position error (metres) of customer positions against the true position mid-step
+    pos = estimate_positions(reads, am, layout, tags=np.flatnonzero(sim.truth.customer))
+    tp = sim.truth.positions
+    key_t = tp["tag"].astype(np.int64) * 10**14 + (tp["ts_us"] - sim.start_us)
+    key_p = pos.tag.astype(np.int64) * 10**14 + (pos.ts_us + int(pos.step_s * 5e5) - sim.start_us)
+    idx = np.minimum(np.searchsorted(key_t, key_p), len(key_t) - 1)
+    ok = (key_t[idx] == key_p) & (tp["floor"][idx] == pos.floor)
+    err = np.hypot(tp["x_m"][idx[ok]] - pos.x_m[ok], tp["y_m"][idx[ok]] - pos.y_m[ok])
+    return rs, float(np.median(err))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["boutique", "department"])
+@pytest.mark.parametrize("scenario", ["easy", "hard"])
+def test_heatmap_matches_simulated_truth(store: str, scenario: str) -> None:
+    rs, median_err_m = _truth_accuracy(store, scenario)
+    print(f"{store} {scenario}: heatmap r per floor {np.round(rs, 3).tolist()}, median position error {median_err_m:.2f} m")
+    assert min(rs) >= 0.8, f"heatmap Pearson r {rs} < 0.8 (median position error {median_err_m:.2f} m)"
