@@ -138,10 +138,11 @@ def import_file(conn: psycopg.Connection, kind: str, path: str | Path, store: st
         header = read_header(f, kind, path.name)
         data_start = f.tell()
         size = path.stat().st_size
-        sha = file_sha256(path)
         with conn.transaction():
             dims = load_store_dims(conn, store) if kind in STORE_KINDS else None
-            store_id = dims.store_id if dims else 0
+        store_id = dims.store_id if dims else 0
+        sha = file_sha256(path)
+        with conn.transaction():
             done = {int(c): (int(n), int(r)) for c, n, r in conn.execute(
                 "SELECT chunk, rows_in, rows_rejected FROM import_ledger "
                 "WHERE kind = %s AND store_id = %s AND file_sha256 = %s", (kind, store_id, sha))}
