@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from storeflow.contract import BadInput
 from storeflow.layout import Layout, Zone
 
 __all__ = ["ZoneIndex", "NavGraph", "points_in_zones", "BLOCKING_KINDS"]
@@ -291,7 +292,11 @@ class NavGraph:
             return cached
         dist, pred = self._tree(b)
         if not np.isfinite(dist[a]):
-            raise ValueError("no walking path between the two points (layout has enclosed areas)")
+            fa, xa, ya = self.node_floor_xy(a)
+            fb, xb, yb = self.node_floor_xy(b)
+            raise BadInput(f"layout {self.layout.store!r}: no walking path from floor {fa} ({xa:.1f}, {ya:.1f}) to "
+                           f"floor {fb} ({xb:.1f}, {yb:.1f}); counters or walls enclose an area, or floors "
+                           "have no escalator between them")
         nodes = [a]
         v = a
         while v != b:

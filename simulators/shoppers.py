@@ -136,6 +136,13 @@ class World:
         _, nx, ny = self.nav.node_floor_xy(node)
         return Portal(node, (nx, ny), (cx, cy))
 
+    def random_node(self, rng: np.random.Generator) -> int:
+        """A random walkable node (any floor)."""
+        fl = self.layout.floors[int(rng.integers(len(self.layout.floors)))].floor
+        fx, fy = np.nonzero(self.nav.free[fl])
+        k = int(rng.integers(fx.size))
+        return self.nav.offset[fl] + int(fx[k]) * self.nav.free[fl].shape[1] + int(fy[k])
+
     def random_inside(self, rng: np.random.Generator, spot: Spot, margin: float = 0.4) -> tuple[float, float]:
         """A uniformly random point inside the spot's polygon, kept ``margin`` from its bbox edges."""
         x0, y0, x1, y1 = spot.shrink
@@ -385,7 +392,7 @@ def plan_people(world: World, sc: Scenario, rng: np.random.Generator, shoppers: 
         speed = float(np.clip(rng.normal(c.walk_speed_mps, 0.2), 0.6, 1.8)) * (0.9 if g > 1 else 1.0)
         wk = _Walker(world, rng, float(t_arr), world.door_nodes[door_in], speed)
         prefs = set(rng.choice(world.categories, size=min(2, len(world.categories)), replace=False).tolist())
-        n_stops = 1 + rng.poisson(n_stops_mean)
+        n_stops = 1 + rng.poisson(n_stops_mean) if world.counters else 0
         visited: list[int] = []
         buys: list[tuple[int, float]] = []  # (counter, dwell)
         for _ in range(n_stops):
@@ -418,6 +425,10 @@ def plan_people(world: World, sc: Scenario, rng: np.random.Generator, shoppers: 
                 buys.append((ci, dwell))
             if wk.t > end_us + 3.6e9:
                 break
+        if not world.counters:  # nothing to visit: wander the floor a little
+            for _ in range(1 + rng.poisson(2)):
+                wk.walk_to(world.random_node(rng))
+                wk.stay(rng.uniform(5, 60))
         # purchases: probability grows with dwell and tier; paid at the floor's checkout if any
         for ci, dwell in buys:
             for tag, member, tier in people[:1] if g > 1 else people:

@@ -438,3 +438,20 @@ def test_department_floors_are_changed_only_on_the_escalators():
     assert np.hypot(np.diff(p["x_m"]), np.diff(p["y_m"]))[same].max() < 1.5
     kp = s.truth.counter_kpis()
     assert len(kp) == len(lay.counters) and sum(k["visitors"] > 0 for k in kp) > 20
+
+
+def test_store_without_counters_or_with_an_enclosed_area():
+    from storeflow.contract import BadInput
+
+    base = {"store": "edge", "timezone": "UTC", "floors": [{"floor": 1, "width_m": 20, "depth_m": 10}],
+            "readers": [{"reader": "R1", "antennas": [{"port": 1, "floor": 1, "x": 10.0, "y": 5.0}]}],
+            "doors": [{"door": "D1", "floor": 1, "x": 10.0, "y": 0.0}]}
+    s = simulate(parse_layout({**base, "zones": []}), shoppers=5, hours=0.1, seed=1)
+    assert len(s.truth.visits) == 0 and s.truth.counter_kpis() == []
+    assert sum(len(c) for c in s.read_chunks()) > 0
+    # a wall of counters across the floor cuts the door off from the back half
+    wall = [{"zone": f"W{i}", "kind": "counter", "floor": 1, "name": "w",
+             "polygon": [[i * 5, 4], [i * 5 + 5, 4], [i * 5 + 5, 6], [i * 5, 6]]} for i in range(4)]
+    back = {"zone": "C9", "kind": "counter", "floor": 1, "name": "back", "polygon": [[8, 8], [12, 8], [12, 10], [8, 10]]}
+    with pytest.raises(BadInput, match="no walking path"):
+        simulate(parse_layout({**base, "zones": wall + [back]}), shoppers=20, hours=0.2, seed=1)
