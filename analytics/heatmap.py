@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from analytics.data import AntennaMap, Reads
-from analytics.positions import PathLossModel, Positions, estimate_positions, floor_geometry
+from analytics.positions import PathLossModel, Positions, RangeModel, estimate_positions, floor_geometry
 from storeflow.layout import Layout
 
 __all__ = ["HEAT_DTYPE", "compute_heatmap", "bin_positions"]
@@ -131,12 +131,14 @@ def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, t
 
 def compute_heatmap(reads: Reads, antennas: AntennaMap, layout: Layout, customer: np.ndarray, cell_m: float,
                     from_us: int, to_us: int, bucket_s: int = 3600, step_s: float = 1.0,
-                    model: PathLossModel | None = None) -> np.ndarray:
+                    model: PathLossModel | None = None, range_model: RangeModel | None = None,
+                    method: str = "grid") -> np.ndarray:
     """Customer tag-seconds per cell (``cell_m`` metres) per floor per ``bucket_s`` bucket in ``[from_us, to_us)``.
 
     ``customer``: bool per read row, True for customer tags (all reads of a tag must agree). The
-    path-loss model is learnt from all reads (staff help calibrate) unless ``model`` is given;
-    positions are estimated for customer tags only. Returns :data:`HEAT_DTYPE` rows with seconds > 0.
+    path-loss and range models are learnt from all reads (staff help calibrate) unless given;
+    positions (``method``, see :func:`~analytics.positions.estimate_positions`) are estimated for
+    customer tags only. Returns :data:`HEAT_DTYPE` rows with seconds > 0.
     """
     customer = np.asarray(customer)
     if customer.dtype != np.bool_ or customer.shape != (len(reads),):
@@ -154,5 +156,6 @@ def compute_heatmap(reads: Reads, antennas: AntennaMap, layout: Layout, customer
     cust_tags = tags[first]
     if len(cust_tags) == 0:
         return np.zeros(0, HEAT_DTYPE)
-    pos = estimate_positions(reads, antennas, layout, step_s=step_s, model=model, tags=cust_tags)
+    pos = estimate_positions(reads, antennas, layout, step_s=step_s, model=model, tags=cust_tags, method=method,
+                             range_model=range_model)
     return bin_positions(pos, layout, cell_m, from_us, to_us, bucket_s)
