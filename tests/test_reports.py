@@ -174,6 +174,21 @@ def test_counter_kpis_by_hour(rdb: psycopg.Connection) -> None:
     # 00:00: T2's C02 visit; trip G is clipped to the period, so hour 23 sees nobody.
     assert (h[0, "C02"]["visitors"], h[0, "C02"]["attraction"]) == (1, 1.0)
     assert h[23, "C02"]["attraction"] is None
+    # 16:00 at C01: only T5's pass-by (an empty dwell array from the server).
+    assert (h[16, "C01"]["visitors"], h[16, "C01"]["passbys"], h[16, "C01"]["dwell_median_s"]) == (0, 1, None)
+
+
+def test_binary_array_loader_matches_psycopg(db: psycopg.Connection) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 7, 5000):
+        floats = rng.uniform(0, 1e5, n).astype(np.float32)
+        ints = rng.integers(-2**31, 2**31 - 1, n, dtype=np.int64)
+        [(f, i)] = R._fetch_arrays(db, "SELECT %(f)s::real[], %(i)s::integer[]",
+                                   {"f": floats.tolist(), "i": ints.tolist()})
+        assert f.dtype == np.float32 and np.array_equal(f, floats)
+        assert np.array_equal(i, ints)
 
 
 def test_counter_kpis_by_day(rdb: psycopg.Connection) -> None:
