@@ -6,6 +6,7 @@ Every dashboard view fetches its data from a JSON endpoint of this same app, so 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from psycopg.errors import QueryCanceled
+from psycopg.errors import DataError, QueryCanceled
+from pydantic import BaseModel
 
 from api.auth import Principal, lookup_token
 from api.database import Database, TooManyRows
@@ -27,6 +29,30 @@ STATIC = Path(__file__).parent / "static"
 _bearer = HTTPBearer(auto_error=False, description="API token: `storeflow token create --role viewer --store S`")
 _cookie = APIKeyCookie(name="storeflow_token", auto_error=False)
 _LOCAL = Principal(0, "local (auth off)", "admin", None)
+
+
+class Problem(BaseModel):
+    """An error: what is wrong, in one sentence."""
+
+    detail: str
+
+
+class InvalidRequest(Problem):
+    """A parameter or body failed validation: ``detail`` names the first one, ``errors`` lists them."""
+
+    errors: list[dict[str, Any]]
+
+
+#: the error responses every /api/v1 operation may give (documented in the OpenAPI schema)
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "bad input (a period, floor, cell size or store that does not fit)"},
+    401: {"model": Problem, "description": "missing, invalid, expired or revoked token"},
+    403: {"model": Problem, "description": "the token's role or stores do not allow this"},
+    404: {"model": Problem, "description": "unknown store, floor, member or token"},
+    413: {"model": Problem, "description": "more rows than the row cap: narrow the period"},
+    422: {"model": InvalidRequest, "description": "a parameter or the body is invalid"},
+    503: {"model": Problem, "description": "the query hit the time limit: narrow the period"},
+}
 
 
 def principal(request: Request, bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
@@ -94,6 +120,11 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     async def too_many(_: Request, exc: TooManyRows) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=413)
 
+    @app.exception_handler(DataError)
+    async def bad_value(_: Request, exc: DataError) -> JSONResponse:
+        # a value the database cannot hold (a NUL in text, a number out of range): the caller's input
+        return JSONResponse({"detail": f"invalid value: {str(exc).splitlines()[0]}"}, status_code=400)
+
     @app.exception_handler(QueryCanceled)
     async def timeout(_: Request, exc: QueryCanceled) -> JSONResponse:
         return JSONResponse({"detail": "the query took too long; narrow the time range"}, status_code=503)
@@ -109,7 +140,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     from api.views import dashboard, reports, stores, tokens
 
     for module in (stores, reports, tokens):
-        app.include_router(module.router, prefix="/api/v1")
+        app.include_router(module.router, prefix="/api/v1", responses=ERRORS)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from api.app import require_role
 from api.auth import Principal, create_token, list_tokens, revoke_token
@@ -13,10 +13,13 @@ from api.auth import Principal, create_token, list_tokens, revoke_token
 router = APIRouter(tags=["admin"])
 
 
+StoreId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
+
+
 class NewToken(BaseModel):
     role: Literal["viewer", "analyst", "admin"]
-    stores: list[str] | None = Field(None, description="stores granted; omit for all stores")
-    name: str = Field("", max_length=200)
+    stores: list[StoreId] | None = Field(None, max_length=1000, description="stores granted; omit for all stores")
+    name: str = Field("", max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$", description="a label (no control characters)")
     expires_days: float | None = Field(None, gt=0, le=3650)
 
 
