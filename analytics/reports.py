@@ -15,7 +15,7 @@ Definitions shared by all reports (beyond SPEC section 3):
 - *tags seen* (store ``tags_seen`` and the ``attraction`` denominator): distinct customer tags with
   a trip that overlaps the period (``trip start < end`` and ``trip end >= start``).
 - percentiles are linear interpolations between order statistics (PostgreSQL ``percentile_cont``,
-  numpy's default).
+  numpy's default); counter dwell statistics are rounded to the millisecond.
 - breakdowns (``by``): ``tier`` = the member's tier (``anonymous`` for tags and sales without a
   member, ``unknown`` for a member id missing from the members table); ``hour`` = hour of day (0..23)
   and ``day`` = calendar date, both in the store's time zone. In a ``tier`` breakdown the store's
@@ -408,7 +408,9 @@ def _visit_stats(n_passbys: int, dwell: np.ndarray, tags: np.ndarray) -> tuple[i
     if not len(d):
         return 0, 0, int(n_passbys), None, None, 0.0
     med, p90 = np.percentile(d, [50, 90])  # linear interpolation, as percentile_cont
-    return _n_distinct(tags), len(d), int(n_passbys), float(med), float(p90), float(d.sum())
+    # Dwell times are stored as real (float4): report them to the millisecond, not float4 noise.
+    return (_n_distinct(tags), len(d), int(n_passbys), round(float(med), 3), round(float(p90), 3),
+            round(float(d.sum()), 3))
 
 
 # ------------------------------------------------------------------------------------------------

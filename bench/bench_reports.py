@@ -256,7 +256,7 @@ def main() -> None:
                 got = sql_rows[zone]
                 for k, val in expect.items():
                     ok = (val is None and got[k] is None) or (
-                        got[k] is not None and abs(float(got[k]) - float(val)) <= 1e-6 * max(1.0, abs(float(val))))
+                        got[k] is not None and abs(float(got[k]) - float(val)) <= 1e-3 + 1e-9 * abs(float(val)))  # dwell in ms
                     if not ok:
                         raise SystemExit(f"MISMATCH {zone} {k}: sql {got[k]} pandas {val}")
             print(f"load average after timing: {os.getloadavg()[0]:.1f}")
