@@ -156,6 +156,44 @@ def _line_free(free: np.ndarray, cell: float, x0: float, y0: float, x1: float, y
     return True
 
 
+@numba.njit(cache=True)
+def _follow(pred: np.ndarray, a: int, b: int) -> np.ndarray:
+    """Nodes from a to b following next hops (pred of a tree rooted at b)."""
+    out = np.empty(256, np.int64)
+    n = 0
+    v = a
+    while True:
+        if n == out.shape[0]:
+            bigger = np.empty(out.shape[0] * 2, np.int64)
+            bigger[:n] = out[:n]
+            out = bigger
+        out[n] = v
+        n += 1
+        if v == b:
+            break
+        v = pred[v]
+    return out[:n]
+
+
+@numba.njit(cache=True)
+def _pull(xs: np.ndarray, ys: np.ndarray, free: np.ndarray, cell: float) -> np.ndarray:
+    """Indices of the points kept when a grid path is straightened by line of sight."""
+    n = xs.shape[0]
+    keep = np.empty(n, np.int64)
+    m = 0
+    keep[m] = 0
+    m += 1
+    i = 0
+    while i < n - 1:
+        j = n - 1
+        while j > i + 1 and not _line_free(free, cell, xs[i], ys[i], xs[j], ys[j]):
+            j -= 1
+        keep[m] = j
+        m += 1
+        i = j
+    return keep[:m]
+
+
 class NavGraph:
     """Walkable cells of every floor as one graph (0.5 m cells, 8-neighbour links, escalators)."""
 
@@ -189,6 +227,16 @@ class NavGraph:
             self.shape[f.floor] = (nx, ny)
             total += nx * ny
         self.n_nodes = total
+        # per node: floor and cell-centre coordinates (metres)
+        self.node_f = np.empty(total, np.int64)
+        self.node_x = np.empty(total, np.float64)
+        self.node_y = np.empty(total, np.float64)
+        for fl, (nx, ny) in self.shape.items():
+            k = np.arange(nx * ny)
+            sl = slice(self.offset[fl], self.offset[fl] + nx * ny)
+            self.node_f[sl] = fl
+            self.node_x[sl] = (k // ny + 0.5) * cell_m
+            self.node_y[sl] = (k % ny + 0.5) * cell_m
         src, dst, w = [], [], []
         for fl, free in self.free.items():
             nx, ny = free.shape
@@ -246,12 +294,8 @@ class NavGraph:
 
     # --- nodes -------------------------------------------------------------------------------
     def node_floor_xy(self, node: int) -> tuple[int, float, float]:
-        for fl in reversed(self.floors):
-            if node >= self.offset[fl]:
-                nx, ny = self.shape[fl]
-                k = node - self.offset[fl]
-                return fl, (k // ny + 0.5) * self.cell, (k % ny + 0.5) * self.cell
-        raise ValueError(node)
+        """(floor, x, y) of a node's cell centre."""
+        return int(self.node_f[node]), float(self.node_x[node]), float(self.node_y[node])
 
     def is_free(self, floor: int, x: float, y: float) -> bool:
         free = self.free[floor]
@@ -264,6 +308,8 @@ class NavGraph:
         nx, ny = free.shape
         ix = min(max(int(x / self.cell), 0), nx - 1)
         iy = min(max(int(y / self.cell), 0), ny - 1)
+        if free[ix, iy]:
+            return self.offset[floor] + ix * ny + iy
         if not free.any():
             raise ValueError(f"floor {floor} has no walkable cell")
         fx, fy = np.nonzero(free)
@@ -297,35 +343,14 @@ class NavGraph:
             raise BadInput(f"layout {self.layout.store!r}: no walking path from floor {fa} ({xa:.1f}, {ya:.1f}) to "
                            f"floor {fb} ({xb:.1f}, {yb:.1f}); counters or walls enclose an area, or floors "
                            "have no escalator between them")
-        nodes = [a]
-        v = a
-        while v != b:
-            v = int(pred[v])
-            nodes.append(v)
-        pts = [self.node_floor_xy(n) for n in nodes]
-        # split at floor changes, straighten each run by line of sight
+        idx = _follow(pred, a, b)
+        fl = self.node_f[idx]
+        cuts = np.concatenate(([0], np.flatnonzero(np.diff(fl)) + 1, [idx.size]))
         out: list[tuple[int, float, float]] = []
-        run: list[tuple[int, float, float]] = [pts[0]]
-        for p in pts[1:]:
-            if p[0] != run[-1][0]:
-                out += self._straighten(run)
-                run = [p]
-            else:
-                run.append(p)
-        out += self._straighten(run)
+        for lo, hi in zip(cuts[:-1], cuts[1:]):  # straighten each floor's run by line of sight
+            run = idx[lo:hi]
+            f = int(fl[lo])
+            keep = run[_pull(self.node_x[run], self.node_y[run], self.free[f], self.cell)]
+            out += list(zip([f] * keep.size, self.node_x[keep].tolist(), self.node_y[keep].tolist()))
         self._paths[key] = out
-        return out
-
-    def _straighten(self, run: list[tuple[int, float, float]]) -> list[tuple[int, float, float]]:
-        if len(run) <= 2:
-            return run
-        free = self.free[run[0][0]]
-        out = [run[0]]
-        i = 0
-        while i < len(run) - 1:
-            j = len(run) - 1
-            while j > i + 1 and not _line_free(free, self.cell, run[i][1], run[i][2], run[j][1], run[j][2]):
-                j -= 1
-            out.append(run[j])
-            i = j
         return out

@@ -392,6 +392,7 @@ def plan_people(world: World, sc: Scenario, rng: np.random.Generator, shoppers: 
         speed = float(np.clip(rng.normal(c.walk_speed_mps, 0.2), 0.6, 1.8)) * (0.9 if g > 1 else 1.0)
         wk = _Walker(world, rng, float(t_arr), world.door_nodes[door_in], speed)
         prefs = set(rng.choice(world.categories, size=min(2, len(world.categories)), replace=False).tolist())
+        pref_boost = np.where(np.isin(world.c_cat, list(prefs)), 4.0, 1.0) * world.c_attr
         n_stops = 1 + rng.poisson(n_stops_mean) if world.counters else 0
         visited: list[int] = []
         buys: list[tuple[int, float]] = []  # (counter, dwell)
@@ -401,7 +402,7 @@ def plan_people(world: World, sc: Scenario, rng: np.random.Generator, shoppers: 
                 ci = visited[int(rng.integers(len(visited)))]
             else:
                 dist = np.hypot(world.c_x - cx, world.c_y - cy) + np.where(world.c_floor == cur_f, 0.0, 40.0)
-                wts = world.c_attr * np.where(np.isin(world.c_cat, list(prefs)), 4.0, 1.0) * np.exp(-dist / 35.0)
+                wts = pref_boost * np.exp(-dist / 35.0)
                 if visited:
                     wts[visited] *= 0.2
                 ci = int(rng.choice(len(world.counters), p=wts / wts.sum()))
