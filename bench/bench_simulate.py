@@ -102,7 +102,7 @@ def main() -> None:
     ap.add_argument("--big", action="store_true", help="one ~100 M-read department day instead")
     args = ap.parse_args()
     if args.big:
-        run("department", "easy", shoppers=30_000, hours=12.0, compare=False)
+        run("department", "easy", shoppers=45_000, hours=12.0, compare=False)
         return
     for store, per_hour in (("boutique", 300), ("department", 900)):
         for scenario in ("easy", "hard"):
