@@ -43,6 +43,20 @@ def test_counters_json_has_exactly_the_spec_keys(url: str, capsys: pytest.Captur
     assert rows[2]["conversion"] is None
 
 
+def test_counters_default_period_and_parquet(url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # No --from/--to: yesterday in the store's time zone (no fixture data then): zero rows per counter.
+    code, out, err = run(capsys, "report", "counters", "--store", STORE, "--database-url", url)
+    assert code == 0, err
+    assert [(r["zone"], r["visitors"], r["conversion"]) for r in json.loads(out)] == [
+        ("C01", 0, None), ("C02", 0, None), ("C03", 0, None)]
+    target = tmp_path / "c.parquet"
+    code, _, err = run(capsys, "report", "counters", "--store", STORE, *DAY, "--by", "day", "--format", "parquet",
+                       "-o", str(target), "--database-url", url)
+    assert code == 0, err
+    t = pq.read_table(target)
+    assert t.column_names[:2] == ["day", "zone"] and t.column("visitors").to_pylist() == [3, 5, 0]
+
+
 def test_counters_csv_breakdown_and_compare(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "report", "counters", "--store", STORE, *DAY, "--format", "csv",
                          "--by", "tier", "--database-url", url)
