@@ -2,12 +2,11 @@
 
 Flow (one process; start more with the same ``ingest_group`` to scale out)::
 
-    paho network thread                      writer thread (the only DB user)
-    on_message -> queue (never blocks)  ->   collect many messages (ingest_max_batch_reads / _delay_s)
-                                             decode + validate (numpy), resolve ids (cached)
-                                             one transaction: binary COPY reads, door counts,
-                                               rejects, ingest_ledger rows (agent, stream, seq)
-                                             commit -> client.ack(mid, qos) for every message
+    paho network thread     decoder thread                writer thread (the only DB user)
+    on_message -> queue ->  collect many messages    ->   resolve ids (cached); one transaction:
+    (never blocks)          (ingest_max_batch_reads,      binary COPY reads, door counts, rejects,
+                            ingest_max_batch_delay_s),    ingest_ledger rows (agent, stream, seq);
+                            decode + validate (numpy)     commit -> client.ack(mid, qos) each
 
 Exactly-once effect: a message is acknowledged only after the transaction holding its rows and its
 ledger row committed. A redelivered batch (after a crash, a reconnect or an agent resend) finds its
@@ -197,6 +196,10 @@ class IngestService:
         self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
+        self._decoder: threading.Thread | None = None
+        self._batches: queue.Queue[list[_Item]] = queue.Queue(maxsize=1)
+        self._writer_done = threading.Event()
+        self._decoder_done = threading.Event()
         self._conn: psycopg.Connection | None = None
         self._timescale = False
         self._stores: dict[str, _StoreCache] = {}
@@ -208,7 +211,8 @@ class IngestService:
         self._metrics_server: MetricsServer | None = None
         self._client_lock_handle: Any = None
         self.client_id = ""
-        self._max_msgs = max(1, settings.ingest_inflight // 2)
+        # Three transactions' worth of messages can be unacknowledged: committing, decoded, collecting.
+        self._max_msgs = max(1, settings.ingest_inflight // 3)
         self._client: mqtt.Client | None = None
         self._fatal: BaseException | None = None
         self._init_metrics()
@@ -270,7 +274,9 @@ class IngestService:
         else:
             self._client.connect_async(host, port, keepalive=30)
         self._client.loop_start()
+        self._decoder = threading.Thread(target=self._decoder_main, name="ingest-decoder", daemon=True)
         self._writer = threading.Thread(target=self._writer_main, name="ingest-writer", daemon=True)
+        self._decoder.start()
         self._writer.start()
         log.info("ingest %s: %s -> database, group %s", self.client_id, ", ".join(subscription_topics(self.settings, self.shared)),
                  self.settings.ingest_group)
@@ -287,8 +293,10 @@ class IngestService:
     def stop(self, timeout_s: float = 30.0) -> None:
         """Flush and acknowledge what was received, then disconnect (the session stays on the broker)."""
         self._stop.set()
-        if self._writer is not None:
-            self._writer.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for t in (self._decoder, self._writer):
+            if t is not None:
+                t.join(max(0.1, deadline - time.monotonic()))
         if self._client is not None:
             if self.leave and self.shared:
                 end = Properties(PacketTypes.DISCONNECT)
@@ -397,26 +405,53 @@ class IngestService:
                     self._client.ack(m.mid, m.qos)
         self._pending_add(-len(msgs))
 
-    # --- writer thread -------------------------------------------------------------------------
-    def _writer_main(self) -> None:
+    # --- decoder and writer threads ------------------------------------------------------------
+    # The decoder collects and decodes the next transaction's messages while the writer commits the
+    # previous one (the database releases the GIL while it works): the two stages overlap.
+    def _decoder_main(self) -> None:
         try:
-            while True:
+            while not self._writer_done.is_set():
                 stopping = self._stop.is_set()
                 items = self._collect(drain=stopping)
                 if items:
-                    if not self._flush(items):
-                        return                       # stopping during an outage: leave them unacked
+                    while not self._writer_done.is_set():
+                        try:
+                            self._batches.put(items, timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
                 elif stopping:
                     return
+        except BaseException as e:  # noqa: BLE001 - report and let run() exit non-zero
+            log.exception("ingest decoder failed")
+            self._fatal = e
+            self._stop.set()
+        finally:
+            self._decoder_done.set()
+
+    def _writer_main(self) -> None:
+        try:
+            while True:
+                try:
+                    items = self._batches.get(timeout=0.2)
+                except queue.Empty:
+                    if self._decoder_done.is_set():
+                        return                       # stopped and everything received is stored
+                    self._maybe_retention()
+                    continue
+                if not self._flush(items):
+                    return                           # stopping during an outage: leave them unacked
                 self._maybe_retention()
         except BaseException as e:  # noqa: BLE001 - report and let run() exit non-zero
             log.exception("ingest writer failed")
             self._fatal = e
             self._stop.set()
+        finally:
+            self._writer_done.set()
 
     def _collect(self, drain: bool) -> list[_Item]:
-        """Decoded messages for one transaction: until ingest_max_batch_reads records, half the receive
-        window, or ingest_max_batch_delay_s after the first one arrived."""
+        """Decoded messages for one transaction: until ingest_max_batch_reads records, a third of the
+        receive window, or ingest_max_batch_delay_s after the first one arrived."""
         try:
             first = self._queue.get_nowait() if drain else self._queue.get(timeout=0.2)
         except queue.Empty:
@@ -628,16 +663,18 @@ class IngestService:
                 bad |= (r["entries"] > _INT4_MAX) | (r["exits"] > _INT4_MAX)
             if bad.any():
                 reject_rows.extend(self._row_rejects(it, dims.store_id, table, bad))
+            any_bad = bool(bad.any())
             keep = ~bad
-            n_keep = int(keep.sum())
+            n_keep = int(keep.sum()) if any_bad else len(r)
             it.rows_stored, it.rows_rejected = n_keep, len(r) - n_keep
             if n_keep:
-                k = r[keep]
+                k = r[keep] if any_bad else r
+                kept_target = target[keep] if any_bad else target
                 if b.kind == "reads":
                     tag_table = np.array([self._tags[e] for e in b.epcs], dtype=np.int64)
                     cols["ts"].append(k["ts_us"])
                     cols["store_id"].append(np.full(n_keep, dims.store_id, dtype=np.int32))
-                    cols["antenna_id"].append(target[keep])
+                    cols["antenna_id"].append(kept_target)
                     cols["tag_id"].append(tag_table[k["epc"]])
                     cols["rssi_cdbm"].append(k["rssi_cdbm"])
                     cols["read_count"].append(k["count"])
@@ -645,7 +682,7 @@ class IngestService:
                 else:
                     doors["ts"].append(k["ts_us"])
                     doors["store_id"].append(np.full(n_keep, dims.store_id, dtype=np.int32))
-                    doors["door_id"].append(target[keep])
+                    doors["door_id"].append(kept_target)
                     doors["entries"].append(k["entries"])
                     doors["exits"].append(k["exits"])
             ledger.append((b.agent, b.stream, b.seq, dims.store_id, n_keep))
