@@ -11,8 +11,10 @@ counted (``dropped_batches`` / ``dropped_records``, persisted).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
+import os
 import secrets
 import sqlite3
 import time
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Spool", "SpoolStats", "SpooledBatch"]
+__all__ = ["Spool", "SpoolStats", "SpooledBatch", "SpoolBusy"]
 
 log = logging.getLogger("storeflow.edge.spool")
 
@@ -37,6 +39,10 @@ CREATE TABLE IF NOT EXISTS batches (
     payload    BLOB NOT NULL
 );
 """
+
+
+class SpoolBusy(RuntimeError):
+    """Another process holds the spool."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,13 @@ class Spool:
     def __init__(self, directory: str | Path, max_bytes: int, sync: str = "full") -> None:
         self.path = Path(directory) / "spool.sqlite3"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # one agent per spool: two writers would hand out the same seq to different batches
+        self._lock_fd = os.open(self.path.parent / "spool.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock_fd)
+            raise SpoolBusy(f"spool {self.path.parent} is in use by another agent process") from None
         self.max_bytes = int(max_bytes)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -191,3 +204,4 @@ class Spool:
         except sqlite3.Error:
             pass
         self._db.close()
+        os.close(self._lock_fd)  # releases the flock

@@ -56,3 +56,15 @@ def test_seq_is_baked_into_the_payload(tmp_path):
     seq = sp.append("reads", 1, lambda s: f"seq={s}".encode(), created_us=1)
     assert sp.pending(0, 1)[0].payload == f"seq={seq}".encode()
     sp.close()
+
+
+def test_one_process_per_spool(tmp_path):
+    import pytest
+
+    from edge.spool import SpoolBusy
+
+    sp = Spool(tmp_path, 10_000)
+    with pytest.raises(SpoolBusy, match="in use by another agent"):
+        Spool(tmp_path, 10_000)
+    sp.close()
+    Spool(tmp_path, 10_000).close()  # free again once closed
