@@ -264,6 +264,12 @@ def test_read_rate_and_rssi_slope_follow_the_model(scenario):
     d3 = np.hypot(dist[reads["tag"] // n_rep], rf.antenna_height_m - rf.tag_height_m)[near]
     slope = np.polyfit(np.log10(d3), reads["rssi_cdbm"][near] / 100.0, 1)[0]
     assert slope == pytest.approx(-10 * rf.path_loss_exp, rel=0.2)
+    # timestamps are on the reader's clock: true round times shifted by its offset (+ drift, tiny here)
+    skew = setup.skew_us[0]
+    slack = 60 * abs(setup.drift_ppm[0]) + 1  # µs of drift over 60 s
+    assert reads["ts_us"].min() >= skew - slack
+    assert reads["ts_us"].max() <= 60_000_000 + rf.round_s * 1e6 + skew + slack  # a round may end after t1
+    assert np.all(reads["rssi_cdbm"] % int(rf.rssi_step_db * 100) == 0)
 
 
 def test_neighbour_antennas_and_ghosts_hear_tags():
