@@ -1,21 +1,33 @@
-"""Per-tag position estimates over time from RSSI at antennas of known position.
+"""Per-tag position estimates over time from RFID reads at antennas of known position.
 
-Method
+Everything the estimators need about RF is learnt from the store's own reads (EM-like: estimate
+positions with the current model, refit the model from those positions); nothing is assumed about
+a particular store or RF simulator.
+
+Models
 ------
-1. **Path-loss model, learnt from the data** (:func:`fit_path_loss`): ``rssi_dbm = p0_dbm[a] -
-   10 * exponent * log10(d_m)`` with one reference level per antenna and one exponent per store.
-   It starts from each antenna's strong-read level (a high RSSI quantile, taken as ~1 m) and a
-   textbook indoor exponent, then alternates (EM-like): estimate positions with the current model,
-   regress every read's RSSI on the log distance from its antenna to the estimated position, refit.
-   Nothing about a particular store or RF simulator is assumed.
-2. **Per step** (``step_s``, on an epoch-aligned grid) the reads of a tag are pooled per antenna
-   (count-weighted mean dBm), the floor is the one whose antennas say "closest" most strongly, and the
-   position is a robust (Huber) weighted least-squares fit of ranges, range sigma growing with the
-   range (log-normal shadowing), with a random-walk prior at the previous estimate (so a single
-   antenna still gives a sensible point). Positions are kept inside the floor rectangle.
-3. **Presence**: a tag is present from its first read to its last read, gaps up to ``max_gap_s``
-   bridged. Steps without reads inside a presence segment are linearly interpolated; then a centred
-   moving average over ``smooth_s`` either side smooths the track (same floor only).
+* :class:`PathLossModel` (:func:`fit_path_loss`): ``rssi_dbm = p0_dbm[a] - 10 * exponent *
+  log10(d_m)``, one reference level per antenna and one exponent, started from each antenna's
+  strong-read level (95th RSSI percentile, taken as ~1 m) and a textbook indoor exponent.
+* :class:`RangeModel` (:func:`fit_range_model`): tabulated read rate (reads/s) and mean RSSI of a
+  read against distance, with a per-antenna rate gain and RSSI offset, from the exposure (steps a
+  tag spent at each distance from each antenna) and the reads it produced. Non-parametric, so it
+  also captures read-rate truncation (far tags are only read when the RSSI happens to be high).
+
+Estimators (one estimate per tag per ``step_s`` step with reads, on an epoch-aligned grid)
+------------------------------------------------------------------------------------------
+* ``grid`` (default): reads are pooled per antenna; the floor is the one whose antennas say "close"
+  most strongly; on a local grid (1 m, up to 8 m around the prior or the antennas' centroid) the
+  log-likelihood of the pooled read counts (Poisson, antennas that did NOT read the tag count as
+  evidence too) and of their mean RSSI is added to a Gaussian motion prior from the previous step
+  (random walk at ``speed_mps``). The posterior mean and variance feed the next step (a grid-based
+  assumed-density filter).
+* ``wls``: robust (Huber) weighted least squares on path-loss ranges, range sigma growing with
+  range, Levenberg-Marquardt, with the same kind of motion prior. About 4x faster, less accurate.
+
+Positions stay inside the floor rectangle. **Presence**: from a tag's first to its last read, gaps
+up to ``max_gap_s`` bridged; steps without reads inside a presence segment are interpolated, then a
+centred moving average over ``smooth_s`` either side smooths the track (same floor only).
 
 The numba kernels are private; :func:`estimate_positions` validates input and returns
 :class:`Positions`.
@@ -32,7 +44,8 @@ from numba import njit, prange
 from analytics.data import AntennaMap, Reads
 from storeflow.layout import Layout
 
-__all__ = ["PathLossModel", "Positions", "POSITION_DTYPE", "estimate_positions", "fit_path_loss",
+__all__ = ["PathLossModel", "RangeModel", "Positions", "POSITION_DTYPE", "estimate_positions", "fit_path_loss",
+           "fit_range_model",
            "floor_geometry"]
 
 from analytics.config import NJIT as _NJIT
@@ -808,6 +821,9 @@ def estimate_positions(reads: Reads, antennas: AntennaMap, layout: Layout, step_
         model = fit_path_loss(reads, antennas, layout, step_s=step_s)
     elif model.p0_dbm.shape != (len(antennas),):
         raise ValueError(f"model.p0_dbm: needs one value per antenna ({len(antennas)}), got {model.p0_dbm.shape}")
+    if range_model is not None and (range_model.gain.shape != (len(antennas),)
+                                    or range_model.offset_db.shape != (len(antennas),)):
+        raise ValueError(f"range_model: needs gain and offset_db per antenna ({len(antennas)})")
     if method == "grid" and range_model is None and len(reads):
         range_model = fit_range_model(reads, antennas, layout, model, step_s=step_s)
     if method == "wls":
