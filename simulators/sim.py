@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -71,6 +71,8 @@ class Simulation:
         self.truth = truth
         self._traj = traj
         self._setup = setup
+        #: seconds spent generating reads during the last :meth:`write` (for the CLI summary)
+        self.read_generation_s = 0.0
 
     def __repr__(self) -> str:
         return (f"Simulation(store={self.layout.store!r}, scenario={self.scenario.name!r}, seed={self.seed}, "
@@ -161,7 +163,14 @@ class Simulation:
         with open(out / "reads.csv", "wb") as fh:
             fh.write(b"ts,reader,antenna,epc,rssi\n")
             n = 0
-            for ch in self.read_chunks(500_000):
+            gen_s = 0.0
+            chunks = self.read_chunks(500_000)
+            while True:
+                t = time.perf_counter()
+                ch = next(chunks, None)
+                gen_s += time.perf_counter() - t
+                if ch is None:
+                    break
                 _append_csv(fh, {
                     "ts": ch["ts_us"],
                     "reader": pa.DictionaryArray.from_arrays(pa.array(ch["reader"].astype(np.int32)), reader_dict),
@@ -171,6 +180,7 @@ class Simulation:
                 })
                 n += ch.size
             counts["reads.csv"] = n
+            self.read_generation_s = gen_s
         doors = [d.door for d in self.layout.doors]
         _write_csv(out / "doors.csv", ["ts", "door", "entries", "exits"],
                    ((int(r["ts_us"]), doors[r["door"]], int(r["entries"]), int(r["exits"])) for r in self.door_counts))
