@@ -325,11 +325,17 @@ def plan_people(world: World, sc: Scenario, rng: np.random.Generator, shoppers: 
     plan = Plan()
     c = sc.crowd
     hours = (end_us - start_us) / 3.6e9
-    epc_prefix = rng.integers(0, 2**32)
+    epc_rng = np.random.default_rng(rng.integers(0, 2**63))  # EPCs random: they must not reveal the tag's role
+    used_epcs: set[str] = set()
 
     def new_tag(kind: str, member: str) -> int:
         i = len(plan.tag_epc)
-        plan.tag_epc.append(f"E280{int(epc_prefix):08X}{i:012X}")
+        while True:
+            epc = f"E280{int(epc_rng.integers(0, 2**40)):010X}{int(epc_rng.integers(0, 2**40)):010X}"
+            if epc not in used_epcs:
+                break
+        used_epcs.add(epc)
+        plan.tag_epc.append(epc)
         plan.tag_member.append(member)
         plan.tag_kind.append(kind)
         plan.waypoints.append([])
