@@ -281,6 +281,13 @@ def main() -> int:
         offered = total / ((max(sent.values()) - min(sent.values())) / 1e6 + args.batch / max(args.rate, 1))
         print(f"ingest via MQTT        : {rate:12,.0f} reads/s  ({total:,} reads, first publish -> last commit "
               f"{span:.2f} s; publishers achieved {offered:,.0f} reads/s offered)")
+        commits = sorted(cu for _, _, cu in ledger)
+        # Steady state: batches committed after the first second of commits, over the time they took.
+        t_start = commits[0] + 1_000_000
+        later = [cu for cu in commits if cu > t_start]
+        if len(later) > 1 and commits[-1] > t_start:
+            steady = len(later) * args.batch / ((commits[-1] - t_start) / 1e6)
+            print(f"ingest steady state    : {steady:12,.0f} reads/s  (commits after the first second)")
         print(f"stored rows            : {stored:,} (expected {total:,}); duplicates skipped "
               f"{m.get('storeflow_ingest_messages_duplicate_total', 0):.0f}, rejects "
               f"{m.get('storeflow_ingest_messages_rejected_total', 0):.0f}, commits "
