@@ -261,8 +261,12 @@ class IngestService:
         self._timescale = has_timescaledb(self._conn)
         self.m_db_up.set(1)
         if self.settings.ingest_metrics_port:
-            self._metrics_server = MetricsServer(self.metrics, "0.0.0.0", self.settings.ingest_metrics_port)
-            log.info("metrics on http://0.0.0.0:%d/metrics", self._metrics_server.port)
+            try:
+                self._metrics_server = MetricsServer(self.metrics, "0.0.0.0", self.settings.ingest_metrics_port)
+                log.info("metrics on http://0.0.0.0:%d/metrics", self._metrics_server.port)
+            except OSError as e:     # e.g. a second process on this host: ingest matters more than metrics
+                log.warning("metrics endpoint off: port %d: %s (set STOREFLOW_INGEST_METRICS_PORT)",
+                            self.settings.ingest_metrics_port, e)
         self.client_id, self._client_lock_handle = ingest_client_id(self.settings)
         self._client = self._make_client()
         host, port, _ = mqtt_endpoint(self.settings)
