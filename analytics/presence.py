@@ -146,17 +146,33 @@ def _boundary_samples(poly: np.ndarray, spacing_m: float = 0.25) -> np.ndarray:
     return np.vstack(pts)
 
 
-def zone_adjacency(zones: ZoneMap, max_gap_m: float = ADJACENT_M) -> np.ndarray:
-    """bool (Z, Z): zones on the same floor whose polygons are closer than ``max_gap_m`` (metres)."""
+def zone_gaps(zones: ZoneMap, max_gap_m: float) -> np.ndarray:
+    """float64 (Z, Z): distance between zone polygon boundaries (m), inf for other floors or when
+    more than ``max_gap_m`` apart (bounding boxes are checked first)."""
     nz = len(zones)
-    adj = np.zeros((nz, nz), bool)
-    bounds = [_boundary_samples(zones.polygon(i)) for i in range(nz)]
+    out = np.full((nz, nz), np.inf)
+    polys = [zones.polygon(i) for i in range(nz)]
+    lo = np.array([p.min(axis=0) for p in polys]).reshape(-1, 2)
+    hi = np.array([p.max(axis=0) for p in polys]).reshape(-1, 2)
+    bounds = [_boundary_samples(p) for p in polys]
     for i in range(nz):
+        out[i, i] = 0.0
         for j in range(i + 1, nz):
             if zones.floor[i] != zones.floor[j]:
                 continue
+            box_gap = np.maximum(0.0, np.maximum(lo[i] - hi[j], lo[j] - hi[i]))
+            if np.hypot(*box_gap) > max_gap_m:
+                continue
             d = np.sqrt(((bounds[i][:, None, :] - bounds[j][None, :, :]) ** 2).sum(-1)).min()
-            adj[i, j] = adj[j, i] = d < max_gap_m
+            if d <= max_gap_m:
+                out[i, j] = out[j, i] = d
+    return out
+
+
+def zone_adjacency(zones: ZoneMap, max_gap_m: float = ADJACENT_M) -> np.ndarray:
+    """bool (Z, Z): distinct zones on the same floor whose polygons are closer than ``max_gap_m`` (m)."""
+    adj = zone_gaps(zones, max_gap_m) < max_gap_m
+    np.fill_diagonal(adj, False)
     return adj
 
 
@@ -211,9 +227,21 @@ def _segment_obs(ts_us, antenna, rssi, r0, r1, step_us, n_ant, obs_step, obs_ant
     return m
 
 
+#: RSSI is binned for the emission table: 0.5 dB bins over [-120, 0) dBm (values outside are clamped);
+#: 0.5 dB is a reader's usual resolution and far below any learnt RSSI spread (sd >= 1 dB).
+RSSI_LO_DBM, RSSI_BIN_DB, RSSI_BINS = -120.0, 0.5, 240
+
+
 @numba.njit(**NJIT)
-def _viterbi_segment(n_steps, obs_step, obs_ant, obs_rssi, n_obs, base, delta, mu, inv_sd, log_norm,
-                     outlier_ll, pred_ptr, pred_idx, pred_logp, out_state):
+def rssi_bin(r: float) -> int:
+    """Index of the emission-table bin whose centre is nearest to ``r`` dBm (clamped)."""
+    b = int(np.floor((r - RSSI_LO_DBM) / RSSI_BIN_DB + 0.5))
+    return min(max(b, 0), RSSI_BINS - 1)
+
+
+@numba.njit(**NJIT)
+def _viterbi_segment(n_steps, obs_step, obs_ant, obs_rssi, n_obs, base, table, pred_ptr, pred_idx, pred_logp,
+                     out_state):
     """Decode one segment into out_state[:n_steps]; returns the best log-likelihood."""
     n_s = base.shape[0]
     score = np.empty(n_s)
@@ -226,16 +254,9 @@ def _viterbi_segment(n_steps, obs_step, obs_ant, obs_rssi, n_obs, base, delta, m
             em[s] = base[s]
         while o < n_obs and obs_step[o] == k:
             a = obs_ant[o]
-            r = obs_rssi[o]
+            b = rssi_bin(obs_rssi[o])
             for s in range(n_s):
-                z = (r - mu[s, a]) * inv_sd[s, a]
-                g = log_norm[s, a] - 0.5 * z * z
-                # log(exp(g) + exp(outlier_ll)) without overflow
-                if g > outlier_ll:
-                    ll = g + np.log1p(np.exp(outlier_ll - g))
-                else:
-                    ll = outlier_ll + np.log1p(np.exp(g - outlier_ll))
-                em[s] += delta[s, a] + ll
+                em[s] += table[a, b, s]
             o += 1
         if k == 0:
             for s in range(n_s):
@@ -268,8 +289,8 @@ def _viterbi_segment(n_steps, obs_step, obs_ant, obs_rssi, n_obs, base, delta, m
 
 
 @numba.njit(**NJIT_PARALLEL)
-def _decode_all(ts_us, antenna, rssi, seg_off, step_off, step_us, n_ant, base, delta, mu, inv_sd, log_norm,
-                outlier_ll, pred_ptr, pred_idx, pred_logp, n_blocks, want_stats):
+def _decode_all(ts_us, antenna, rssi, seg_off, step_off, step_us, n_ant, base, table, pred_ptr, pred_idx,
+                pred_logp, n_blocks, want_stats):
     """Viterbi over every segment (prange over blocks of segments).
 
     Returns the decoded state of every step (segments concatenated per ``step_off``) and, when
@@ -307,8 +328,7 @@ def _decode_all(ts_us, antenna, rssi, seg_off, step_off, step_us, n_ant, base, d
             k0 = step_off[g]
             nk = step_off[g + 1] - k0
             out = states[k0:k0 + nk]
-            _viterbi_segment(nk, obs_step, obs_ant, obs_rssi, m, base, delta, mu, inv_sd, log_norm,
-                             outlier_ll, pred_ptr, pred_idx, pred_logp, out)
+            _viterbi_segment(nk, obs_step, obs_ant, obs_rssi, m, base, table, pred_ptr, pred_idx, pred_logp, out)
             if want_stats:
                 for k in range(nk):
                     st_steps[b, out[k]] += 1.0
@@ -411,20 +431,25 @@ def _emission_arrays(model: PresenceModel) -> tuple[np.ndarray, ...]:
     # mixture weights folded into the two log terms
     log_norm = np.log1p(-_OUTLIER_W) - np.log(sd * np.sqrt(2 * np.pi))
     outlier_ll = float(np.log(_OUTLIER_W / model.rssi_span_db))
-    return base, delta, model.mu_dbm.astype(np.float64), 1.0 / sd, log_norm, outlier_ll
+    # (A, bins, S) table of delta + log((1-w) N(r) + w/span) at every RSSI bin centre
+    r = RSSI_LO_DBM + RSSI_BIN_DB * np.arange(RSSI_BINS)
+    z = (r[None, :, None] - model.mu_dbm.T[:, None, :]) / sd.T[:, None, :]
+    g = log_norm.T[:, None, :] - 0.5 * z * z
+    table = delta.T[:, None, :] + np.logaddexp(g, outlier_ll)
+    return base, np.ascontiguousarray(table)
 
 
 def _run_decode(reads: Reads, model: PresenceModel, seg_off: np.ndarray, want_stats: bool,
                 n_blocks: int | None = None):
     step_us = int(round(model.step_s * 1e6))
     step_off, seg_tag, seg_t0 = _step_layout(reads, seg_off, step_us)
-    base, delta, mu, inv_sd, log_norm, outlier_ll = _emission_arrays(model)
+    base, table = _emission_arrays(model)
     pred_ptr, pred_idx, pred_logp = _pred_graph(model.trans)
     n_seg = len(seg_off) - 1
     nb = n_blocks or max(1, min(n_seg, 8 * numba.get_num_threads()))
     res = _decode_all(reads.ts_us, reads.antenna, reads.rssi_dbm.astype(np.float64), seg_off, step_off,
-                      step_us, model.p_detect.shape[1], base, delta, mu, inv_sd, log_norm, outlier_ll,
-                      pred_ptr, pred_idx, pred_logp, nb, want_stats)
+                      step_us, model.p_detect.shape[1], base, table, pred_ptr, pred_idx, pred_logp, nb,
+                      want_stats)
     return res, step_off, seg_tag, seg_t0, step_us
 
 
@@ -446,14 +471,17 @@ def zone_presence(reads: Reads, model: PresenceModel, antennas: AntennaMap, segm
     return Presence(tag, zone, start, end)
 
 
-def _gmm2(x: np.ndarray, iters: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _gmm2(x: np.ndarray, iters: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two-component 1-D Gaussian mixture (weights, means, sds), component 1 the stronger one."""
+    if x.size > 5_000:  # a deterministic stride subsample describes the distribution as well
+        x = x[:: int(np.ceil(x.size / 5_000))]
     if x.size < 4 or np.ptp(x) < 1e-6:
         m = float(x.mean()) if x.size else -70.0
         return np.array([0.5, 0.5]), np.array([m - 3.0, m]), np.array([3.0, 3.0])
     mu = np.percentile(x, [25, 90]).astype(np.float64)
     sd = np.full(2, max(x.std() / 2, _SD_MIN_DB))
     w = np.array([0.5, 0.5])
+    prev = mu
     for _ in range(iters):
         ll = -0.5 * ((x[:, None] - mu) / sd) ** 2 - np.log(sd) + np.log(w)
         ll -= ll.max(axis=1, keepdims=True)
@@ -464,6 +492,9 @@ def _gmm2(x: np.ndarray, iters: int = 60) -> tuple[np.ndarray, np.ndarray, np.nd
         mu = (r * x[:, None]).sum(axis=0) / nk
         sd = np.sqrt((r * (x[:, None] - mu) ** 2).sum(axis=0) / nk)
         sd = np.maximum(sd, _SD_MIN_DB)
+        if np.abs(mu - prev).max() < 1e-2:
+            break
+        prev = mu
     if mu[0] > mu[1]:
         w, mu, sd = w[::-1].copy(), mu[::-1].copy(), sd[::-1].copy()
     return w, mu, sd
@@ -590,8 +621,8 @@ def fit_presence_model(reads: Reads, antennas: AntennaMap, zones: ZoneMap, *, st
                     ratio = dist[zone_states[i], a] / max(dist[z_own, a], 0.5)
                     mu0[s_in, a] = max(mu[0], mu[1] - 10 * _PATH_LOSS_EXPONENT * np.log10(max(ratio, 1.0)))
     # --- transitions from the layout ---------------------------------------------------------
-    adj = zone_adjacency(zones)
-    near = zone_adjacency(zones, AISLE_LINK_M)
+    gaps = zone_gaps(zones, max(ADJACENT_M, AISLE_LINK_M))
+    adj, near = gaps < ADJACENT_M, gaps < AISLE_LINK_M
     allowed = np.zeros((n_s, n_s), bool)
     allowed[0, :] = allowed[:, 0] = True
     for i, z in enumerate(zone_states):

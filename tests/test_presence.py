@@ -82,16 +82,17 @@ def test_viterbi_kernel_matches_reference(fitted, seed, n_reads):
     ts.sort()
     ant = rng.integers(0, n_ant, n_reads).astype(np.int32)
     rssi = rng.uniform(-80, -40, n_reads)
-    base, delta, mu, inv_sd, log_norm, outlier_ll = P._emission_arrays(model)
+    base, table = P._emission_arrays(model)
     ptr, idx, logp = P._pred_graph(model.trans)
     o_step, o_ant, o_rssi = np.empty(n_reads, np.int64), np.empty(n_reads, np.int32), np.empty(n_reads)
     m = P._segment_obs(ts, ant, rssi, 0, n_reads, S, n_ant, o_step, o_ant, o_rssi,
                        np.full(n_ant, -1, np.int64), np.zeros(n_ant, np.int64))
     T = int((ts[-1] - ts[0]) // S + 1)
     out = np.empty(T, np.int16)
-    best = P._viterbi_segment(T, o_step, o_ant, o_rssi, m, base, delta, mu, inv_sd, log_norm, outlier_ll,
-                              ptr, idx, logp, out)
-    em = step_emissions_naive(ts, ant, rssi, S, np.clip(model.p_detect, P._P_MIN, P._P_MAX), model.mu_dbm,
+    best = P._viterbi_segment(T, o_step, o_ant, o_rssi, m, base, table, ptr, idx, logp, out)
+    # the model's RSSI resolution: nearest 0.5 dB bin centre
+    rssi_q = P.RSSI_LO_DBM + P.RSSI_BIN_DB * np.array([P.rssi_bin(r) for r in rssi])
+    em = step_emissions_naive(ts, ant, rssi_q, S, np.clip(model.p_detect, P._P_MIN, P._P_MAX), model.mu_dbm,
                               np.maximum(model.sd_db, P._SD_MIN_DB), P._OUTLIER_W, model.rssi_span_db)
     with np.errstate(divide="ignore"):
         lt = np.log(model.trans)
