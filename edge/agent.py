@@ -153,8 +153,9 @@ class Agent:
             self.uplink.stop()
         if self.spool is not None:
             st = self.spool.stats()
-            log.info("agent stopped: %d batch(es) / %d record(s) left in the spool for the next start",
-                     st.batches, st.records)
+            accepted = ", ".join(f"{name} {c.records}" for name, c in self.counters.items())
+            log.info("agent stopped: %d batch(es) / %d record(s) left in the spool for the next start; "
+                     "records accepted: %s", st.batches, st.records, accepted or "none")
             self.spool.close()
             self.spool = None
 
