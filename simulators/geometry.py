@@ -9,7 +9,6 @@ through a counter: counters are entered only on purpose, through an edge that fa
 
 from __future__ import annotations
 
-import heapq  # noqa: F401  (documentation: the numba kernel below is a binary-heap Dijkstra)
 import math
 from dataclasses import dataclass
 

@@ -204,7 +204,6 @@ class _Walker:
                 self._brush()
             cf, _, _ = self.pos
             if f != cf:  # escalator: ride along its footprint on the floor left, arrive on the new one
-                _, px, py = self.pos
                 self.t += self._ride_s(path[i - 1], path[i]) * 1e6
                 self.pts.append((int(self.t) - 1, cf, x, y))
                 self.pts.append((int(self.t), f, x, y))
