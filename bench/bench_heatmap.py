@@ -1,6 +1,6 @@
 """Benchmark: heatmap = positions (numba) + binning, on a large simulated input.
 
-    .venv/bin/python bench/bench_heatmap.py [--shoppers 2000] [--hours 2] [--store department]
+    .venv/bin/python bench/bench_heatmap.py [--shoppers 4000] [--hours 3] [--store department]
                                             [--scenario hard] [--cache /tmp/bench_heatmap.npz]
 
 Input: the simulator (``simulators.simulate``) for the given store and scenario; the reads are
@@ -135,8 +135,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", default="department")
     ap.add_argument("--scenario", default="hard")
-    ap.add_argument("--shoppers", type=int, default=2000)
-    ap.add_argument("--hours", type=float, default=2.0)
+    ap.add_argument("--shoppers", type=int, default=4000)
+    ap.add_argument("--hours", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--cache", default="/tmp/bench_heatmap.npz")
     ap.add_argument("--repeat", type=int, default=2, help="timed runs per variant (best is reported)")
