@@ -56,18 +56,28 @@ def naive_slice(sim, t0_us: int, dt_us: int, tags: np.ndarray, pf, px, py) -> in
     return n
 
 
-def run(store: str, scenario: str, shoppers: int, hours: float, seed: int = 1, compare: bool = True) -> None:
+def run(store: str, scenario: str, shoppers: int, hours: float, seed: int = 1, compare: bool = True,
+        progress: bool = False) -> None:
     layout = load_layout(sample_layout_path(store))
     t0 = time.perf_counter()
     sim = simulate(layout, shoppers=shoppers, hours=hours, seed=seed, scenario=scenario)
     t_plan = time.perf_counter() - t0
+    if progress:
+        print(f"{store} {scenario}: {shoppers} shoppers over {hours} h planned in {t_plan:.0f} s "
+              f"({len(sim.tags)} tags)", flush=True)
     t1 = time.perf_counter()
     c1 = time.process_time()
     n = 0
     peak_chunk = 0
+    next_report = 10_000_000
     for ch in sim.read_chunks(1_000_000):
         n += ch.size
         peak_chunk = max(peak_chunk, ch.nbytes)
+        if progress and n >= next_report:
+            next_report += 10_000_000
+            print(f"  ... {n:,d} reads, simulated up to {(ch['ts_us'][-1] - sim.start_us) / 3.6e9:.2f} h, "
+                  f"{n / (time.perf_counter() - t1):,.0f} reads/s wall, "
+                  f"{n / (time.process_time() - c1):,.0f} reads/CPU-s", flush=True)
     t_reads = time.perf_counter() - t1
     c_reads = time.process_time() - c1
     rate = n / t_reads if t_reads else float("nan")
@@ -102,7 +112,7 @@ def main() -> None:
     ap.add_argument("--big", action="store_true", help="one ~100 M-read department day instead")
     args = ap.parse_args()
     if args.big:
-        run("department", "easy", shoppers=45_000, hours=12.0, compare=False)
+        run("department", "easy", shoppers=45_000, hours=12.0, compare=False, progress=True)
         return
     for store, per_hour in (("boutique", 300), ("department", 900)):
         for scenario in ("easy", "hard"):
