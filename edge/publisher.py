@@ -1,7 +1,8 @@
 """The uplink: one paho-mqtt client to the StoreFlow broker, QoS 1 with PUBACK tracking.
 
-paho runs the network loop in its own thread and reconnects on its own (capped exponential backoff,
-randomised per agent so a chain's boxes do not all return in the same second after a broker outage).
+paho runs the network loop in its own thread and reconnects on its own (capped exponential backoff
+with a random start and cap per agent, so a chain's boxes do not all return in the same second after
+a broker outage).
 Messages that were in flight when the connection dropped stay in paho's session and are re-sent on
 reconnect with the same message id, so the agent only tracks ``mid -> seq`` and learns of PUBACKs
 through :meth:`Uplink.take_acks` (called from the agent loop; the callback only queues).
@@ -45,7 +46,9 @@ class Uplink:
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"storeflow-edge-{agent}",
                         clean_session=True, protocol=mqtt.MQTTv311)
         c.max_inflight_messages_set(max(cfg.inflight, 1) + 4)  # never queue inside paho: the spool is the queue
-        c.reconnect_delay_set(min_delay=1, max_delay=max(1, round(cfg.reconnect_max_s * random.uniform(0.75, 1.25))))
+        # random start and cap: after a broker outage a chain's agents do not come back in lockstep
+        max_delay = max(1.0, cfg.reconnect_max_s * random.uniform(0.75, 1.25))
+        c.reconnect_delay_set(min_delay=min(random.uniform(0.5, 2.0), max_delay), max_delay=max_delay)
         c.will_set(self.status_topic, self._status("offline"), qos=1, retain=True)
         if cfg.username is not None:
             c.username_pw_set(cfg.username, cfg.effective_password())
