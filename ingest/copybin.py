@@ -19,27 +19,49 @@ PG_EPOCH_US = 946_684_800_000_000
 
 TAG_READS_COLUMNS = ("ts", "store_id", "antenna_id", "tag_id", "rssi_cdbm", "read_count", "flags")
 
-_TAG_READS_ROW = np.dtype([
-    ("nfields", ">i2"),
-    ("ts_len", ">i4"), ("ts", ">i8"),
-    ("store_len", ">i4"), ("store_id", ">i4"),
-    ("antenna_len", ">i4"), ("antenna_id", ">i4"),
-    ("tag_len", ">i4"), ("tag_id", ">i4"),
-    ("rssi_len", ">i4"), ("rssi_cdbm", ">i2"),
-    ("count_len", ">i4"), ("read_count", ">i2"),
-    ("flags_len", ">i4"), ("flags", ">i2"),
-])
+_TAG_READS_ROW = np.dtype(
+    [
+        ("nfields", ">i2"),
+        ("ts_len", ">i4"),
+        ("ts", ">i8"),
+        ("store_len", ">i4"),
+        ("store_id", ">i4"),
+        ("antenna_len", ">i4"),
+        ("antenna_id", ">i4"),
+        ("tag_len", ">i4"),
+        ("tag_id", ">i4"),
+        ("rssi_len", ">i4"),
+        ("rssi_cdbm", ">i2"),
+        ("count_len", ">i4"),
+        ("read_count", ">i2"),
+        ("flags_len", ">i4"),
+        ("flags", ">i2"),
+    ]
+)
 _ROW_TEMPLATE = np.zeros(1, dtype=_TAG_READS_ROW)
-for _name, _width in (("ts_len", 8), ("store_len", 4), ("antenna_len", 4), ("tag_len", 4),
-                      ("rssi_len", 2), ("count_len", 2), ("flags_len", 2)):
+for _name, _width in (
+    ("ts_len", 8),
+    ("store_len", 4),
+    ("antenna_len", 4),
+    ("tag_len", 4),
+    ("rssi_len", 2),
+    ("count_len", 2),
+    ("flags_len", 2),
+):
     _ROW_TEMPLATE[_name] = _width
 _ROW_TEMPLATE["nfields"] = len(TAG_READS_COLUMNS)
 _TEMPLATE_BYTES = _ROW_TEMPLATE.view(np.uint8)
 
 
-def tag_reads_copy_buffer(ts_us: np.ndarray, store_id: np.ndarray | int, antenna_id: np.ndarray,
-                          tag_id: np.ndarray, rssi_cdbm: np.ndarray, read_count: np.ndarray,
-                          flags: np.ndarray) -> bytes:
+def tag_reads_copy_buffer(
+    ts_us: np.ndarray,
+    store_id: np.ndarray | int,
+    antenna_id: np.ndarray,
+    tag_id: np.ndarray,
+    rssi_cdbm: np.ndarray,
+    read_count: np.ndarray,
+    flags: np.ndarray,
+) -> bytes:
     """A complete ``COPY tag_reads (TAG_READS_COLUMNS) FROM STDIN (FORMAT BINARY)`` payload.
 
     ``ts_us`` is Unix epoch microseconds; the other arrays are the column values (same length,

@@ -11,7 +11,7 @@ import bisect
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["Registry", "Counter", "Gauge", "Histogram", "MetricsServer", "parse_text"]
+__all__ = ["Counter", "Gauge", "Histogram", "MetricsServer", "Registry", "parse_text"]
 
 
 class _Metric:
@@ -123,7 +123,7 @@ class MetricsServer:
         reg = registry
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 if self.path.split("?")[0] not in ("/metrics", "/"):
                     self.send_error(404)
                     return
@@ -134,7 +134,7 @@ class MetricsServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - silence access log
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)

@@ -50,7 +50,7 @@ from storeflow.settings import Settings
 from storeflow.store import StoreDims, load_store_dims
 from storeflow.wire import Batch, WireError, decode_batch, parse_topic
 
-__all__ = ["IngestService", "mqtt_endpoint", "ingest_client_id", "subscription_topics"]
+__all__ = ["IngestService", "ingest_client_id", "mqtt_endpoint", "subscription_topics"]
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +120,8 @@ class Message:
     qos: int
     topic: str
     payload: bytes
-    generation: int        # MQTT connection it arrived on; an ack is only valid on that connection
-    received: float        # time.monotonic()
+    generation: int  # MQTT connection it arrived on; an ack is only valid on that connection
+    received: float  # time.monotonic()
 
 
 @dataclass(slots=True)
@@ -130,9 +130,9 @@ class _Item:
 
     msg: Message
     batch: Batch | None = None
-    reject: str | None = None              # whole-message reject reason
+    reject: str | None = None  # whole-message reject reason
     store_id: int | None = None
-    outcome: str = ""                      # stored | duplicate | rejected
+    outcome: str = ""  # stored | duplicate | rejected
     rows_stored: int = 0
     rows_rejected: int = 0
 
@@ -144,7 +144,7 @@ class _Item:
 @dataclass
 class _StoreCache:
     dims: StoreDims | None
-    loaded: float                          # time.monotonic()
+    loaded: float  # time.monotonic()
 
 
 @dataclass
@@ -169,7 +169,8 @@ def _raw_text(payload: bytes) -> str:
 
 def _is_outage(e: BaseException, conn: psycopg.Connection | None) -> bool:
     return isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError, OSError)) or (
-        conn is not None and (conn.closed or conn.broken))
+        conn is not None and (conn.closed or conn.broken)
+    )
 
 
 class IngestService:
@@ -180,8 +181,9 @@ class IngestService:
     around SIGTERM/SIGINT for the CLI.
     """
 
-    def __init__(self, settings: Settings, database_url: str | None = None, *, shared: bool = True,
-                 leave: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, database_url: str | None = None, *, shared: bool = True, leave: bool = False
+    ) -> None:
         """``shared=False``: plain subscriptions over MQTT 3.1.1 (clean_session=False), for brokers
         without MQTT 5 shared subscriptions (the demo's amqtt); then run a single ingest process.
 
@@ -222,26 +224,39 @@ class IngestService:
         r = self.metrics = Registry()
         p = "storeflow_ingest_"
         self.m_msgs_received = r.counter(p + "messages_received_total", "MQTT messages received.")
-        self.m_reads_received = r.counter(p + "reads_received_total", "Tag reads in received (decodable) batches.")
+        self.m_reads_received = r.counter(
+            p + "reads_received_total", "Tag reads in received (decodable) batches."
+        )
         self.m_msgs_committed = r.counter(p + "messages_committed_total", "Batches stored (committed).")
         self.m_reads_committed = r.counter(p + "reads_committed_total", "Tag reads stored (committed).")
         self.m_doors_committed = r.counter(p + "door_counts_committed_total", "Door count rows stored.")
-        self.m_msgs_duplicate = r.counter(p + "messages_duplicate_total",
-                                          "Batches skipped because their (agent, stream, seq) was already stored.")
-        self.m_reads_duplicate = r.counter(p + "reads_duplicate_total", "Tag reads in skipped duplicate batches.")
+        self.m_msgs_duplicate = r.counter(
+            p + "messages_duplicate_total",
+            "Batches skipped because their (agent, stream, seq) was already stored.",
+        )
+        self.m_reads_duplicate = r.counter(
+            p + "reads_duplicate_total", "Tag reads in skipped duplicate batches."
+        )
         self.m_msgs_rejected = r.counter(p + "messages_rejected_total", "Messages rejected as a whole.")
-        self.m_rows_rejected = r.counter(p + "rows_rejected_total",
-                                         "Records rejected (whole rejected batches and single bad rows).")
+        self.m_rows_rejected = r.counter(
+            p + "rows_rejected_total", "Records rejected (whole rejected batches and single bad rows)."
+        )
         self.m_commits = r.counter(p + "commits_total", "Committed transactions.")
         self.m_db_errors = r.counter(p + "db_errors_total", "Failed commit attempts (outages, conflicts).")
         self.m_db_up = r.gauge(p + "db_up", "1 while the last database operation succeeded.")
         self.m_mqtt_up = r.gauge(p + "mqtt_connected", "1 while connected to the broker.")
         self.m_pending = r.gauge(p + "pending_messages", "Messages received and not yet acknowledged.")
-        self.m_lag_last = r.gauge(p + "lag_seconds_last", "Largest commit time - batch sent_us in the last commit (seconds).")
-        self.m_commit_s = r.histogram(p + "commit_seconds", "Duration of one write transaction (seconds).",
-                                      _COMMIT_BUCKETS_S)
-        self.m_lag = r.histogram(p + "lag_seconds", "Commit time - the batch's sent_us, per stored batch (seconds).",
-                                 _LAG_BUCKETS_S)
+        self.m_lag_last = r.gauge(
+            p + "lag_seconds_last", "Largest commit time - batch sent_us in the last commit (seconds)."
+        )
+        self.m_commit_s = r.histogram(
+            p + "commit_seconds", "Duration of one write transaction (seconds).", _COMMIT_BUCKETS_S
+        )
+        self.m_lag = r.histogram(
+            p + "lag_seconds",
+            "Commit time - the batch's sent_us, per stored batch (seconds).",
+            _LAG_BUCKETS_S,
+        )
         self.m_retention = r.counter(p + "retention_runs_total", "Retention passes run.")
         self._unacked = 0
         self._unacked_lock = threading.Lock()
@@ -262,11 +277,16 @@ class IngestService:
         self.m_db_up.set(1)
         if self.settings.ingest_metrics_port:
             try:
-                self._metrics_server = MetricsServer(self.metrics, "0.0.0.0", self.settings.ingest_metrics_port)
+                self._metrics_server = MetricsServer(
+                    self.metrics, "0.0.0.0", self.settings.ingest_metrics_port
+                )
                 log.info("metrics on http://0.0.0.0:%d/metrics", self._metrics_server.port)
-            except OSError as e:     # e.g. a second process on this host: ingest matters more than metrics
-                log.warning("metrics endpoint off: port %d: %s (set STOREFLOW_INGEST_METRICS_PORT)",
-                            self.settings.ingest_metrics_port, e)
+            except OSError as e:  # e.g. a second process on this host: ingest matters more than metrics
+                log.warning(
+                    "metrics endpoint off: port %d: %s (set STOREFLOW_INGEST_METRICS_PORT)",
+                    self.settings.ingest_metrics_port,
+                    e,
+                )
         self.client_id, self._client_lock_handle = ingest_client_id(self.settings)
         self._client = self._make_client()
         host, port, _ = mqtt_endpoint(self.settings)
@@ -282,8 +302,12 @@ class IngestService:
         self._writer = threading.Thread(target=self._writer_main, name="ingest-writer", daemon=True)
         self._decoder.start()
         self._writer.start()
-        log.info("ingest %s: %s -> database, group %s", self.client_id, ", ".join(subscription_topics(self.settings, self.shared)),
-                 self.settings.ingest_group)
+        log.info(
+            "ingest %s: %s -> database, group %s",
+            self.client_id,
+            ", ".join(subscription_topics(self.settings, self.shared)),
+            self.settings.ingest_group,
+        )
 
     @property
     def metrics_port(self) -> int | None:
@@ -304,7 +328,7 @@ class IngestService:
         if self._client is not None:
             if self.leave and self.shared:
                 end = Properties(PacketTypes.DISCONNECT)
-                end.SessionExpiryInterval = 0          # the session ends with this connection
+                end.SessionExpiryInterval = 0  # the session ends with this connection
                 self._client.disconnect(properties=end)
             else:
                 self._client.disconnect()
@@ -331,6 +355,7 @@ class IngestService:
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit status."""
+
         def on_signal(signum: int, frame: FrameType | None) -> None:
             log.info("signal %d: flushing and stopping", signum)
             self._stop.set()
@@ -352,11 +377,17 @@ class IngestService:
     def _make_client(self) -> mqtt.Client:
         s = self.settings
         if self.shared:
-            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5,
-                            manual_ack=True)
+            c = mqtt.Client(
+                CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5, manual_ack=True
+            )
         else:
-            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv311,
-                            clean_session=False, manual_ack=True)
+            c = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=self.client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=False,
+                manual_ack=True,
+            )
         if s.mqtt_username:
             c.username_pw_set(s.mqtt_username, s.mqtt_password)
         if mqtt_endpoint(s)[2]:
@@ -426,7 +457,7 @@ class IngestService:
                             continue
                 elif stopping:
                     return
-        except BaseException as e:  # noqa: BLE001 - report and let run() exit non-zero
+        except BaseException as e:
             log.exception("ingest decoder failed")
             self._fatal = e
             self._stop.set()
@@ -440,13 +471,13 @@ class IngestService:
                     items = self._batches.get(timeout=0.2)
                 except queue.Empty:
                     if self._decoder_done.is_set():
-                        return                       # stopped and everything received is stored
+                        return  # stopped and everything received is stored
                     self._maybe_retention()
                     continue
                 if not self._flush(items):
-                    return                           # stopping during an outage: leave them unacked
+                    return  # stopping during an outage: leave them unacked
                 self._maybe_retention()
-        except BaseException as e:  # noqa: BLE001 - report and let run() exit non-zero
+        except BaseException as e:
             log.exception("ingest writer failed")
             self._fatal = e
             self._stop.set()
@@ -466,7 +497,11 @@ class IngestService:
         while records < self.settings.ingest_max_batch_reads and len(items) < self._max_msgs:
             remaining = deadline - time.monotonic()
             try:
-                m = self._queue.get_nowait() if (remaining <= 0 or drain) else self._queue.get(timeout=remaining)
+                m = (
+                    self._queue.get_nowait()
+                    if (remaining <= 0 or drain)
+                    else self._queue.get(timeout=remaining)
+                )
             except queue.Empty:
                 break
             items.append(self._decode(m))
@@ -485,11 +520,16 @@ class IngestService:
                 self.m_db_errors.inc()
                 self.m_db_up.set(0)
                 if self._stop.is_set():
-                    log.warning("stopping during a database outage: %d messages left unacknowledged", len(msgs))
+                    log.warning(
+                        "stopping during a database outage: %d messages left unacknowledged", len(msgs)
+                    )
                     return False
-                log.warning("database unavailable (%s); %d messages held, retrying in %.1f s",
-                            str(e.__cause__ or e).strip().splitlines()[0] if str(e.__cause__ or e).strip() else e,
-                            len(msgs), backoff)
+                log.warning(
+                    "database unavailable (%s); %d messages held, retrying in %.1f s",
+                    str(e.__cause__ or e).strip().splitlines()[0] if str(e.__cause__ or e).strip() else e,
+                    len(msgs),
+                    backoff,
+                )
                 self._stop.wait(backoff * (0.75 + 0.5 * random.random()))
                 backoff = min(backoff * 2, 10.0)
         self.m_db_up.set(1)
@@ -523,7 +563,8 @@ class IngestService:
 
     def _reject_alone(self, it: _Item, e: BaseException) -> _FlushStats:
         log.warning("message on %s rejected: %s", it.msg.topic, e)
-        it.reject = f"database refused the batch: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        it.reject = f"database refused the batch: {type(e).__name__}: {first_line}"
         it.batch = None
         return self._write([it])
 
@@ -539,7 +580,10 @@ class IngestService:
         if b.kind != leaf:
             it.reject = f"a {b.kind} batch on a {leaf} topic"
         elif b.store != store or b.agent != agent:
-            it.reject = f"batch of store {b.store!r} agent {b.agent!r} published on the topic of store {store!r} agent {agent!r}"
+            it.reject = (
+                f"batch of store {b.store!r} agent {b.agent!r} "
+                f"published on the topic of store {store!r} agent {agent!r}"
+            )
         else:
             it.batch = b
             if b.kind == "reads":
@@ -582,8 +626,11 @@ class IngestService:
             self._tags.clear()
         with self._conn.transaction():
             # Sorted, so concurrent ingest processes take the unique-index locks in one order.
-            self._conn.execute("INSERT INTO tags (epc) SELECT e FROM unnest(%s::text[]) AS u(e) ORDER BY e "
-                               "ON CONFLICT (epc) DO NOTHING", (missing,))
+            self._conn.execute(
+                "INSERT INTO tags (epc) SELECT e FROM unnest(%s::text[]) AS u(e) ORDER BY e "
+                "ON CONFLICT (epc) DO NOTHING",
+                (missing,),
+            )
         for epc, tag_id in self._conn.execute("SELECT epc, tag_id FROM tags WHERE epc = ANY(%s)", (missing,)):
             self._tags[epc] = int(tag_id)
 
@@ -632,11 +679,18 @@ class IngestService:
                 seen.add(key)
                 keyed.append(it)
         if keyed:
-            done = set(conn.execute(
-                "SELECT l.agent, l.stream, l.seq FROM ingest_ledger l JOIN unnest(%s::text[], %s::text[], %s::bigint[]) "
-                "AS u(agent, stream, seq) USING (agent, stream, seq)",
-                ([it.batch.agent for it in keyed], [it.batch.stream for it in keyed],  # type: ignore[union-attr]
-                 [it.batch.seq for it in keyed])).fetchall())  # type: ignore[union-attr]
+            done = set(
+                conn.execute(
+                    "SELECT l.agent, l.stream, l.seq FROM ingest_ledger l "
+                    "JOIN unnest(%s::text[], %s::text[], %s::bigint[]) "
+                    "AS u(agent, stream, seq) USING (agent, stream, seq)",
+                    (
+                        [it.batch.agent for it in keyed],
+                        [it.batch.stream for it in keyed],  # type: ignore[union-attr]
+                        [it.batch.seq for it in keyed],
+                    ),
+                ).fetchall()
+            )  # type: ignore[union-attr]
             for it in keyed:
                 b = it.batch
                 assert b is not None
@@ -644,11 +698,14 @@ class IngestService:
                     it.outcome = "duplicate"
 
         fresh = [it for it in keyed if not it.outcome]
-        self._register_tags({e for it in fresh if it.batch.kind == "reads" for e in it.batch.epcs})  # type: ignore[union-attr]
+        read_batches = [it.batch for it in fresh if it.batch is not None and it.batch.kind == "reads"]
+        self._register_tags({e for b in read_batches for e in b.epcs})
 
         reject_rows: list[tuple[int | None, str, str | None, str, str | None]] = []
         cols: dict[str, list[np.ndarray]] = {c: [] for c in TAG_READS_COLUMNS}
-        doors: dict[str, list[np.ndarray]] = {c: [] for c in ("ts", "store_id", "door_id", "entries", "exits")}
+        doors: dict[str, list[np.ndarray]] = {
+            c: [] for c in ("ts", "store_id", "door_id", "entries", "exits")
+        }
         ledger: list[tuple[str, str, int, int, int]] = []
         for it in fresh:
             b = it.batch
@@ -659,7 +716,9 @@ class IngestService:
                 continue
             it.store_id = dims.store_id
             r = b.records
-            target = table[r["antenna"] if b.kind == "reads" else r["door"]] if len(r) else np.empty(0, np.int64)
+            target = (
+                table[r["antenna"] if b.kind == "reads" else r["door"]] if len(r) else np.empty(0, np.int64)
+            )
             bad = target < 0
             if b.kind == "reads":
                 bad |= r["count"] > _INT2_MAX
@@ -695,41 +754,68 @@ class IngestService:
         for it in items:
             if it.reject is not None:
                 it.outcome = "rejected"
-                reject_rows.append((it.store_id, f"mqtt:{it.msg.topic}", self._location(it), it.reject,
-                                    _raw_text(it.msg.payload)))
+                reject_rows.append(
+                    (
+                        it.store_id,
+                        f"mqtt:{it.msg.topic}",
+                        self._location(it),
+                        it.reject,
+                        _raw_text(it.msg.payload),
+                    )
+                )
         ledger.sort()
 
         t0 = time.perf_counter()
         with conn.transaction():
             if cols["ts"]:
                 buf = tag_reads_copy_buffer(*(np.concatenate(cols[c]) for c in TAG_READS_COLUMNS))
-                with conn.cursor().copy(f"COPY tag_reads ({', '.join(TAG_READS_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
+                with conn.cursor().copy(
+                    f"COPY tag_reads ({', '.join(TAG_READS_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+                ) as cp:
                     cp.write(buf)
             if doors["ts"]:
                 cur = conn.execute(
                     "INSERT INTO door_counts (ts, store_id, door_id, entries, exits) "
                     "SELECT timestamptz 'epoch' + t * interval '1 microsecond', s, d, e, x "
-                    "FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::int[], %s::int[]) AS u(t, s, d, e, x) "
+                    "FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::int[], %s::int[]) "
+                    "AS u(t, s, d, e, x) "
                     "ON CONFLICT (door_id, ts) DO NOTHING",
-                    [np.concatenate(doors[c]).tolist() for c in ("ts", "store_id", "door_id", "entries", "exits")])
+                    [
+                        np.concatenate(doors[c]).tolist()
+                        for c in ("ts", "store_id", "door_id", "entries", "exits")
+                    ],
+                )
                 stats.door_rows = max(cur.rowcount, 0)
             if reject_rows:
                 with conn.cursor() as cur:
-                    cur.executemany("INSERT INTO rejects (store_id, source, location, reason, raw) "
-                                    "VALUES (%s, %s, %s, %s, %s)", reject_rows)
+                    cur.executemany(
+                        "INSERT INTO rejects (store_id, source, location, reason, raw) "
+                        "VALUES (%s, %s, %s, %s, %s)",
+                        reject_rows,
+                    )
             if ledger:
                 conn.execute(
                     "INSERT INTO ingest_ledger (agent, stream, seq, store_id, n_rows, committed_at) "
                     "SELECT a, s, q, st, n, clock_timestamp() "
-                    "FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::int[], %s::int[]) AS u(a, s, q, st, n)",
-                    [list(col) for col in zip(*ledger)])
+                    "FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::int[], %s::int[]) "
+                    "AS u(a, s, q, st, n)",
+                    [list(col) for col in zip(*ledger)],
+                )
         commit_s = time.perf_counter() - t0
         self.m_commit_s.observe(commit_s)
-        log.debug("committed %d messages: %d reads, %d door rows, %d reject rows in %.3f s (queued: %d)",
-                  len(items), sum(len(c) for c in cols["ts"]), sum(len(c) for c in doors["ts"]), len(reject_rows),
-                  commit_s, self._queue.qsize())
+        log.debug(
+            "committed %d messages: %d reads, %d door rows, %d reject rows in %.3f s (queued: %d)",
+            len(items),
+            sum(len(c) for c in cols["ts"]),
+            sum(len(c) for c in doors["ts"]),
+            len(reject_rows),
+            commit_s,
+            self._queue.qsize(),
+        )
         for it in items:
-            {"stored": stats.stored, "duplicate": stats.duplicates, "rejected": stats.rejected}[it.outcome].append(it)
+            {"stored": stats.stored, "duplicate": stats.duplicates, "rejected": stats.rejected}[
+                it.outcome
+            ].append(it)
         return stats
 
     def _location(self, it: _Item) -> str:
@@ -738,8 +824,9 @@ class IngestService:
             return f"agent {b.agent} stream {b.stream} seq {b.seq}"
         return f"mqtt mid {it.msg.mid}"
 
-    def _row_rejects(self, it: _Item, store_id: int, table: np.ndarray, bad: np.ndarray
-                     ) -> list[tuple[int | None, str, str | None, str, str | None]]:
+    def _row_rejects(
+        self, it: _Item, store_id: int, table: np.ndarray, bad: np.ndarray
+    ) -> list[tuple[int | None, str, str | None, str, str | None]]:
         """One reject row per reason (unknown antenna/door, value too large) with a sample of the records."""
         b = it.batch
         assert b is not None
@@ -750,27 +837,52 @@ class IngestService:
         unknown = table[r[idx_field]] < 0
         groups: list[tuple[str, np.ndarray]] = []
         for i in np.unique(r[idx_field][unknown]):
-            what = (f"unknown antenna {names[i][0]} port {names[i][1]}" if b.kind == "reads"  # type: ignore[index]
-                    else f"unknown door {names[i]!r}")
+            what = (
+                f"unknown antenna {names[i][0]} port {names[i][1]}"
+                if b.kind == "reads"  # type: ignore[index]
+                else f"unknown door {names[i]!r}"
+            )
             groups.append((what, np.flatnonzero(unknown & (r[idx_field] == i))))
         other = np.flatnonzero(bad & ~unknown)
         if len(other):
-            groups.append(("count above 32767" if b.kind == "reads" else "entries/exits above 2147483647", other))
+            groups.append(
+                ("count above 32767" if b.kind == "reads" else "entries/exits above 2147483647", other)
+            )
         for what, rows in groups:
             sample = []
             for j in rows[:REJECT_SAMPLE_ROWS]:
                 rec = r[j]
                 if b.kind == "reads":
-                    sample.append({"ts_us": int(rec["ts_us"]), "reader": b.antennas[rec["antenna"]][0],
-                                   "port": b.antennas[rec["antenna"]][1], "epc": b.epcs[rec["epc"]],
-                                   "rssi_cdbm": int(rec["rssi_cdbm"]), "count": int(rec["count"]),
-                                   "flags": int(rec["flags"])})
+                    sample.append(
+                        {
+                            "ts_us": int(rec["ts_us"]),
+                            "reader": b.antennas[rec["antenna"]][0],
+                            "port": b.antennas[rec["antenna"]][1],
+                            "epc": b.epcs[rec["epc"]],
+                            "rssi_cdbm": int(rec["rssi_cdbm"]),
+                            "count": int(rec["count"]),
+                            "flags": int(rec["flags"]),
+                        }
+                    )
                 else:
-                    sample.append({"ts_us": int(rec["ts_us"]), "door": b.doors[rec["door"]],
-                                   "entries": int(rec["entries"]), "exits": int(rec["exits"])})
+                    sample.append(
+                        {
+                            "ts_us": int(rec["ts_us"]),
+                            "door": b.doors[rec["door"]],
+                            "entries": int(rec["entries"]),
+                            "exits": int(rec["exits"]),
+                        }
+                    )
             reason = f"{what} in store {b.store!r}: {len(rows)} of {len(r)} records rejected"
-            out.append((store_id, f"mqtt:{it.msg.topic}", f"{self._location(it)} records {int(rows[0])}..",
-                        reason, json.dumps(sample)))
+            out.append(
+                (
+                    store_id,
+                    f"mqtt:{it.msg.topic}",
+                    f"{self._location(it)} records {int(rows[0])}..",
+                    reason,
+                    json.dumps(sample),
+                )
+            )
         return out
 
     def _account(self, stats: _FlushStats) -> None:

@@ -23,7 +23,9 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from hypothesis import given, settings as hyp_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.copybin import TAG_READS_COLUMNS, tag_reads_copy_buffer
@@ -39,13 +41,20 @@ pytestmark = [pytest.mark.db, pytest.mark.mqtt]
 
 STORE = "mini-store"
 ANTENNAS = [("R1", 1), ("R1", 2), ("R2", 1), ("R2", 2)]
-T0_US = 1_790_000_000_000_000          # 2026-09-21
+T0_US = 1_790_000_000_000_000  # 2026-09-21
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 # --- helpers -------------------------------------------------------------------------------------
-def reads_batch(agent: str, seq: int, n: int, rng: np.random.Generator, stream: str = "s1",
-                antennas: list[tuple[str, int]] | None = None, n_epcs: int = 40) -> Batch:
+def reads_batch(
+    agent: str,
+    seq: int,
+    n: int,
+    rng: np.random.Generator,
+    stream: str = "s1",
+    antennas: list[tuple[str, int]] | None = None,
+    n_epcs: int = 40,
+) -> Batch:
     """A valid reads batch with distinct timestamps per (agent, stream, seq)."""
     ants = antennas or ANTENNAS
     epcs = [f"E28011{int(x):018X}" for x in rng.choice(500, size=n_epcs, replace=False)]
@@ -56,8 +65,17 @@ def reads_batch(agent: str, seq: int, n: int, rng: np.random.Generator, stream: 
     rec["rssi_cdbm"] = rng.integers(-9000, -3000, n)
     rec["count"] = rng.integers(1, 5, n)
     rec["flags"] = rng.integers(0, 2, n)
-    return Batch(kind="reads", store=STORE, agent=agent, stream=stream, seq=seq,
-                 sent_us=int(time.time() * 1e6), records=rec, antennas=list(ants), epcs=epcs)
+    return Batch(
+        kind="reads",
+        store=STORE,
+        agent=agent,
+        stream=stream,
+        seq=seq,
+        sent_us=int(time.time() * 1e6),
+        records=rec,
+        antennas=list(ants),
+        epcs=epcs,
+    )
 
 
 def doors_batch(agent: str, seq: int, n: int) -> Batch:
@@ -66,16 +84,25 @@ def doors_batch(agent: str, seq: int, n: int) -> Batch:
     rec["door"] = 0
     rec["entries"] = np.arange(n) + 1
     rec["exits"] = np.arange(n)
-    return Batch(kind="doors", store=STORE, agent=agent, stream="s1", seq=seq,
-                 sent_us=int(time.time() * 1e6), records=rec, doors=["D1"])
+    return Batch(
+        kind="doors",
+        store=STORE,
+        agent=agent,
+        stream="s1",
+        seq=seq,
+        sent_us=int(time.time() * 1e6),
+        records=rec,
+        doors=["D1"],
+    )
 
 
 class Publisher:
     """A paho MQTT 5 publisher (QoS 1, waits for every PUBACK)."""
 
     def __init__(self, host: str, port: int) -> None:
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-pub-{uuid.uuid4().hex[:8]}",
-                             protocol=mqtt.MQTTv5)
+        self.c = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"t-pub-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+        )
         self.c.connect(host, port)
         self.c.loop_start()
 
@@ -109,22 +136,37 @@ def expected_rows(batches: list[Batch], ids: dict[tuple[str, int], int]) -> set[
     out = set()
     for b in batches:
         for r in b.records:
-            out.add((int(r["ts_us"]), ids[b.antennas[r["antenna"]]], b.epcs[r["epc"]], int(r["rssi_cdbm"]),
-                     int(r["count"]), int(r["flags"])))
+            out.add(
+                (
+                    int(r["ts_us"]),
+                    ids[b.antennas[r["antenna"]]],
+                    b.epcs[r["epc"]],
+                    int(r["rssi_cdbm"]),
+                    int(r["count"]),
+                    int(r["flags"]),
+                )
+            )
     return out
 
 
 def stored_rows(url: str) -> list[tuple]:
     with psycopg.connect(url) as c:
         return c.execute(
-            "SELECT (extract(epoch FROM r.ts) * 1e6)::bigint, r.antenna_id, t.epc, r.rssi_cdbm, r.read_count, r.flags "
-            "FROM tag_reads r JOIN tags t USING (tag_id)").fetchall()
+            "SELECT (extract(epoch FROM r.ts) * 1e6)::bigint, r.antenna_id, t.epc, r.rssi_cdbm, "
+            "r.read_count, "
+            "r.flags "
+            "FROM tag_reads r JOIN tags t USING (tag_id)"
+        ).fetchall()
 
 
 def antenna_ids(url: str) -> dict[tuple[str, int], int]:
     with psycopg.connect(url) as c:
-        return {(r, int(p)): int(i) for r, p, i in c.execute(
-            "SELECT r.reader, a.port, a.antenna_id FROM antennas a JOIN readers r USING (reader_id)")}
+        return {
+            (r, int(p)): int(i)
+            for r, p, i in c.execute(
+                "SELECT r.reader, a.port, a.antenna_id FROM antennas a JOIN readers r USING (reader_id)"
+            )
+        }
 
 
 def load_store(url: str, layout_path: Path) -> None:
@@ -138,10 +180,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def make_settings(url: str, prefix: str, mqtt_broker: tuple[str, int], tmp_path: Path, **kw: object) -> Settings:
-    base = dict(database_url=url, data_dir=tmp_path / "data", mqtt_url=f"mqtt://{mqtt_broker[0]}:{mqtt_broker[1]}",
-                topic_prefix=prefix, ingest_group=f"g-{prefix}", ingest_client_id=f"c-{prefix}-{uuid.uuid4().hex[:6]}",
-                ingest_metrics_port=0, ingest_max_batch_delay_s=0.15, ingest_session_expiry_s=120)
+def make_settings(
+    url: str, prefix: str, mqtt_broker: tuple[str, int], tmp_path: Path, **kw: object
+) -> Settings:
+    base: dict[str, object] = {
+        "database_url": url,
+        "data_dir": tmp_path / "data",
+        "mqtt_url": f"mqtt://{mqtt_broker[0]}:{mqtt_broker[1]}",
+        "topic_prefix": prefix,
+        "ingest_group": f"g-{prefix}",
+        "ingest_client_id": f"c-{prefix}-{uuid.uuid4().hex[:6]}",
+        "ingest_metrics_port": 0,
+        "ingest_max_batch_delay_s": 0.15,
+        "ingest_session_expiry_s": 120,
+    }
     base.update(kw)
     return Settings(**base)  # type: ignore[arg-type]
 
@@ -154,7 +206,7 @@ def service_factory() -> Iterator[Callable[[Settings], IngestService]]:
         svc = IngestService(s)
         svc.start()
         assert svc.wait_connected(10), "ingest service did not connect to the broker"
-        time.sleep(0.2)                     # SUBACK
+        time.sleep(0.2)  # SUBACK
         started.append(svc)
         return svc
 
@@ -184,13 +236,23 @@ def test_copy_buffer_round_trips_through_postgres(db: psycopg.Connection) -> Non
     n = 1000
     rng = np.random.default_rng(1)
     ts = T0_US + rng.integers(0, 10**12, n)
-    ts[0], ts[1] = 946_684_800_000_000, 4_102_444_799_999_999          # 2000-01-01 and just before 2100
-    cols = (ts, np.full(n, 7, np.int32), rng.integers(1, 2**31 - 1, n), rng.integers(1, 2**31 - 1, n),
-            rng.integers(-32768, 32767, n), rng.integers(1, 32767, n), rng.integers(0, 255, n))
-    with db.cursor().copy(f"COPY tag_reads ({', '.join(TAG_READS_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
+    ts[0], ts[1] = 946_684_800_000_000, 4_102_444_799_999_999  # 2000-01-01 and just before 2100
+    cols = (
+        ts,
+        np.full(n, 7, np.int32),
+        rng.integers(1, 2**31 - 1, n),
+        rng.integers(1, 2**31 - 1, n),
+        rng.integers(-32768, 32767, n),
+        rng.integers(1, 32767, n),
+        rng.integers(0, 255, n),
+    )
+    with db.cursor().copy(
+        f"COPY tag_reads ({', '.join(TAG_READS_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+    ) as cp:
         cp.write(tag_reads_copy_buffer(*cols))
-    got = db.execute(f"SELECT (extract(epoch FROM ts) * 1e6)::bigint, {', '.join(TAG_READS_COLUMNS[1:])} "
-                     "FROM tag_reads").fetchall()
+    got = db.execute(
+        f"SELECT (extract(epoch FROM ts) * 1e6)::bigint, {', '.join(TAG_READS_COLUMNS[1:])} FROM tag_reads"
+    ).fetchall()
     assert sorted(got) == sorted(zip(*(c.tolist() for c in cols)))
 
 
@@ -200,7 +262,9 @@ def test_retention_drops_only_old_raw_data(db: psycopg.Connection) -> None:
         db.execute("TRUNCATE tag_reads")
         ts = np.array([now_us - 100 * 86_400_000_000, now_us - 89 * 86_400_000_000, now_us], dtype=np.int64)
         one = np.ones(3, np.int32)
-        with db.cursor().copy(f"COPY tag_reads ({', '.join(TAG_READS_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
+        with db.cursor().copy(
+            f"COPY tag_reads ({', '.join(TAG_READS_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+        ) as cp:
             cp.write(tag_reads_copy_buffer(ts, one, one, one, one, one, one))
         db.commit()
         db.autocommit = True
@@ -212,19 +276,24 @@ def test_retention_drops_only_old_raw_data(db: psycopg.Connection) -> None:
 
 
 # --- against the broker and the database ---------------------------------------------------------
-def test_exactly_once_with_duplicates_and_redeliveries(db_url: str, mini_layout_path: Path, unique_prefix: str,
-                                                      mqtt_broker: tuple[str, int], tmp_path: Path,
-                                                      service_factory: Callable[[Settings], IngestService]) -> None:
+def test_exactly_once_with_duplicates_and_redeliveries(
+    db_url: str,
+    mini_layout_path: Path,
+    unique_prefix: str,
+    mqtt_broker: tuple[str, int],
+    tmp_path: Path,
+    service_factory: Callable[[Settings], IngestService],
+) -> None:
     load_store(db_url, mini_layout_path)
     svc = service_factory(make_settings(db_url, unique_prefix, mqtt_broker, tmp_path))
     rng = np.random.default_rng(7)
     batches = [reads_batch(f"a{k}", seq, 150, rng) for k in range(2) for seq in range(20)]
-    doors = [doors_batch("a0", 1000 + seq, 5) for seq in range(3)]   # one seq space per stream
+    doors = [doors_batch("a0", 1000 + seq, 5) for seq in range(3)]  # one seq space per stream
     pub = Publisher(*mqtt_broker)
     try:
         for i, b in enumerate(batches):
             pub.send_batch(unique_prefix, b)
-            if i % 4 == 0:                       # the agent resends (e.g. after losing a PUBACK)
+            if i % 4 == 0:  # the agent resends (e.g. after losing a PUBACK)
                 pub.send_batch(unique_prefix, b)
         for b in doors + doors[:2]:
             pub.send_batch(unique_prefix, b)
@@ -234,11 +303,13 @@ def test_exactly_once_with_duplicates_and_redeliveries(db_url: str, mini_layout_
             pub.send_batch(unique_prefix, b)
     finally:
         pub.close()
-    wait_until(lambda: metric(svc, "storeflow_ingest_messages_duplicate_total") == 17, 20, "duplicates skipped")
+    wait_until(
+        lambda: metric(svc, "storeflow_ingest_messages_duplicate_total") == 17, 20, "duplicates skipped"
+    )
     want = expected_rows(batches, antenna_ids(db_url))
     got = stored_rows(db_url)
-    assert len(got) == len(want) == 40 * 150                         # every read once ...
-    assert set(got) == want                                          # ... with its values
+    assert len(got) == len(want) == 40 * 150  # every read once ...
+    assert set(got) == want  # ... with its values
     assert scalar(db_url, "SELECT count(*) FROM door_counts") == 15
     assert scalar(db_url, "SELECT count(*) FROM tags WHERE kind IS NOT NULL") == 0
     assert scalar(db_url, "SELECT count(*) FROM rejects") == 0
@@ -250,15 +321,20 @@ def test_exactly_once_with_duplicates_and_redeliveries(db_url: str, mini_layout_
 
 def _tamper(payload: bytes, field: str, value: int) -> bytes:
     (hlen,) = struct.unpack_from("<I", payload, 4)
-    body = bytearray(payload[8 + hlen:])
+    body = bytearray(payload[8 + hlen :])
     rec = np.frombuffer(body, dtype=READ_DTYPE)
     rec[field][0] = value
-    return payload[:8 + hlen] + bytes(body)
+    return payload[: 8 + hlen] + bytes(body)
 
 
 def test_every_kind_of_malformed_message_is_rejected_and_good_ones_stored(
-        db_url: str, mini_layout_path: Path, unique_prefix: str, mqtt_broker: tuple[str, int], tmp_path: Path,
-        service_factory: Callable[[Settings], IngestService]) -> None:
+    db_url: str,
+    mini_layout_path: Path,
+    unique_prefix: str,
+    mqtt_broker: tuple[str, int],
+    tmp_path: Path,
+    service_factory: Callable[[Settings], IngestService],
+) -> None:
     load_store(db_url, mini_layout_path)
     svc = service_factory(make_settings(db_url, unique_prefix, mqtt_broker, tmp_path))
     rng = np.random.default_rng(3)
@@ -271,11 +347,11 @@ def test_every_kind_of_malformed_message_is_rejected_and_good_ones_stored(
     valid = encode_batch(reads_batch("a1", 20, 10, rng))
     (hlen,) = struct.unpack_from("<I", valid, 4)
     reads_topic = f"{p}/{STORE}/a1/reads"
-    bad_messages = {    # what is wrong -> (topic, payload, expected reason)
+    bad_messages = {  # what is wrong -> (topic, payload, expected reason)
         "bad magic": (reads_topic, b"XXXX" + valid[4:], "bad magic"),
         "empty": (reads_topic, b"", "bad magic"),
         "garbage": (reads_topic, b"\x00" + os.urandom(299), "bad magic"),
-        "header not JSON": (reads_topic, valid[:8] + b"{not json" + valid[8 + 9:], "header is not JSON"),
+        "header not JSON": (reads_topic, valid[:8] + b"{not json" + valid[8 + 9 :], "header is not JSON"),
         "truncated": (reads_topic, valid[:-5], "does not hold"),
         "antenna index": (reads_topic, _tamper(valid, "antenna", 99), "past the antenna table"),
         "epc index": (reads_topic, _tamper(valid, "epc", 9999), "past the EPC table"),
@@ -283,9 +359,11 @@ def test_every_kind_of_malformed_message_is_rejected_and_good_ones_stored(
         "time": (reads_topic, _tamper(valid, "ts_us", 5), "outside 2000..2100"),
         "kind": (f"{p}/{STORE}/a1/doors", valid, "a reads batch on a doors topic"),
         "agent": (f"{p}/{STORE}/a2/reads", valid, "published on the topic of store 'mini-store' agent 'a2'"),
-        "store": (f"{p}/no-such-store/a1/reads",
-                  encode_batch(Batch(**{**reads_batch("a1", 30, 5, rng).__dict__, "store": "no-such-store"})),
-                  "unknown store 'no-such-store'"),
+        "store": (
+            f"{p}/no-such-store/a1/reads",
+            encode_batch(Batch(**{**reads_batch("a1", 30, 5, rng).__dict__, "store": "no-such-store"})),
+            "unknown store 'no-such-store'",
+        ),
     }
     assert hlen > 0
     pub = Publisher(*mqtt_broker)
@@ -301,14 +379,23 @@ def test_every_kind_of_malformed_message_is_rejected_and_good_ones_stored(
     finally:
         pub.close()
     n_partial_good = int((partial.records["antenna"] < 4).sum())
-    wait_until(lambda: metric(svc, "storeflow_ingest_pending_messages") == 0
-               and metric(svc, "storeflow_ingest_messages_received_total") == len(bad_messages) + 6, 20,
-               "all messages handled")
+    wait_until(
+        lambda: (
+            metric(svc, "storeflow_ingest_pending_messages") == 0
+            and metric(svc, "storeflow_ingest_messages_received_total") == len(bad_messages) + 6
+        ),
+        20,
+        "all messages handled",
+    )
     with psycopg.connect(db_url) as c:
         rejects = c.execute("SELECT source, location, reason, raw FROM rejects").fetchall()
     reasons = [r[2] for r in rejects]
     for what, (name, payload, reason) in bad_messages.items():
-        hits = [r for r in rejects if r[0] == f"mqtt:{name}" and r[3] == "base64:" + base64.b64encode(payload).decode()]
+        hits = [
+            r
+            for r in rejects
+            if r[0] == f"mqtt:{name}" and r[3] == "base64:" + base64.b64encode(payload).decode()
+        ]
         assert len(hits) == 1, f"{what}: no single reject with its raw payload; got {reasons}"
         assert reason in hits[0][2], f"{what}: reason {hits[0][2]!r} does not say {reason!r}"
     antenna_reject = [r for r in rejects if "unknown antenna R9 port 3" in r[2]]
@@ -326,9 +413,13 @@ def test_every_kind_of_malformed_message_is_rejected_and_good_ones_stored(
     assert metric(svc, "storeflow_ingest_messages_rejected_total") == len(bad_messages)
 
 
-def test_raw_payload_of_a_rejected_message_is_kept(db_url: str, unique_prefix: str, mqtt_broker: tuple[str, int],
-                                                   tmp_path: Path,
-                                                   service_factory: Callable[[Settings], IngestService]) -> None:
+def test_raw_payload_of_a_rejected_message_is_kept(
+    db_url: str,
+    unique_prefix: str,
+    mqtt_broker: tuple[str, int],
+    tmp_path: Path,
+    service_factory: Callable[[Settings], IngestService],
+) -> None:
     svc = service_factory(make_settings(db_url, unique_prefix, mqtt_broker, tmp_path))
     small, big = os.urandom(100), os.urandom(200_000)
     pub = Publisher(*mqtt_broker)
@@ -347,19 +438,35 @@ def test_raw_payload_of_a_rejected_message_is_kept(db_url: str, unique_prefix: s
 
 
 # --- separate processes: kill -9 and scale-out ---------------------------------------------------
-def start_ingest(url: str, prefix: str, mqtt_broker: tuple[str, int], client_id: str, metrics_port: int,
-                 log_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "STOREFLOW_DATABASE_URL": url, "STOREFLOW_TOPIC_PREFIX": prefix,
-           "STOREFLOW_MQTT_URL": f"mqtt://{mqtt_broker[0]}:{mqtt_broker[1]}",
-           "STOREFLOW_INGEST_GROUP": f"g-{prefix}", "STOREFLOW_INGEST_CLIENT_ID": client_id,
-           "STOREFLOW_INGEST_METRICS_PORT": str(metrics_port), "STOREFLOW_INGEST_MAX_BATCH_DELAY_S": "0.1",
-           "STOREFLOW_INGEST_SESSION_EXPIRY_S": "120", "STOREFLOW_DATA_DIR": str(log_path.parent / "data")}
-    proc = subprocess.Popen([sys.executable, "-m", "storeflow.cli", "ingest", "run"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"))  # noqa: SIM115
-    wait_until(lambda: scrape(metrics_port).get("storeflow_ingest_mqtt_connected") == 1.0
-               or proc.poll() is not None, 20, "ingest process connected")
+def start_ingest(
+    url: str, prefix: str, mqtt_broker: tuple[str, int], client_id: str, metrics_port: int, log_path: Path
+) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "STOREFLOW_DATABASE_URL": url,
+        "STOREFLOW_TOPIC_PREFIX": prefix,
+        "STOREFLOW_MQTT_URL": f"mqtt://{mqtt_broker[0]}:{mqtt_broker[1]}",
+        "STOREFLOW_INGEST_GROUP": f"g-{prefix}",
+        "STOREFLOW_INGEST_CLIENT_ID": client_id,
+        "STOREFLOW_INGEST_METRICS_PORT": str(metrics_port),
+        "STOREFLOW_INGEST_MAX_BATCH_DELAY_S": "0.1",
+        "STOREFLOW_INGEST_SESSION_EXPIRY_S": "120",
+        "STOREFLOW_DATA_DIR": str(log_path.parent / "data"),
+    }
+    log_file = open(log_path, "ab")  # noqa: SIM115 - the child writes to it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "storeflow.cli", "ingest", "run"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log_file,
+    )
+    wait_until(
+        lambda: scrape(metrics_port).get("storeflow_ingest_mqtt_connected") == 1.0 or proc.poll() is not None,
+        20,
+        "ingest process connected",
+    )
     assert proc.poll() is None, f"ingest exited: {log_path.read_text()[-2000:]}"
-    time.sleep(0.3)                                  # SUBACK
+    time.sleep(0.3)  # SUBACK
     return proc
 
 
@@ -371,8 +478,9 @@ def scrape(port: int) -> dict[str, float]:
         return {}
 
 
-def publish_in_background(mqtt_broker: tuple[str, int], prefix: str, batches: list[Batch],
-                          pace_s: float) -> threading.Thread:
+def publish_in_background(
+    mqtt_broker: tuple[str, int], prefix: str, batches: list[Batch], pace_s: float
+) -> threading.Thread:
     def run() -> None:
         pub = Publisher(*mqtt_broker)
         try:
@@ -388,8 +496,8 @@ def publish_in_background(mqtt_broker: tuple[str, int], prefix: str, batches: li
 
 
 def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(
-        db_url: str, mini_layout_path: Path, unique_prefix: str, mqtt_broker: tuple[str, int],
-        tmp_path: Path) -> None:
+    db_url: str, mini_layout_path: Path, unique_prefix: str, mqtt_broker: tuple[str, int], tmp_path: Path
+) -> None:
     load_store(db_url, mini_layout_path)
     rng = np.random.default_rng(11)
     batches = [reads_batch(f"a{k}", seq, 200, rng) for seq in range(60) for k in range(3)]
@@ -406,9 +514,12 @@ def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(
         time.sleep(0.5)
         proc = start_ingest(db_url, unique_prefix, mqtt_broker, client_id, port, log_path)
         pub.join(30)
-        wait_until(lambda: scalar(db_url, "SELECT count(*) FROM ingest_ledger") == len(batches), 30,
-                   f"all {len(batches)} batches stored")
-        time.sleep(0.5)                              # any late duplicate would land now
+        wait_until(
+            lambda: scalar(db_url, "SELECT count(*) FROM ingest_ledger") == len(batches),
+            30,
+            f"all {len(batches)} batches stored",
+        )
+        time.sleep(0.5)  # any late duplicate would land now
         got = stored_rows(db_url)
         want = expected_rows(batches, antenna_ids(db_url))
         assert len(got) == len(want) == len(batches) * 200
@@ -418,17 +529,24 @@ def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(
         assert proc.wait(20) == 0, log_path.read_text()[-2000:]
 
 
-def test_two_processes_in_one_group_split_the_stream(db_url: str, mini_layout_path: Path, unique_prefix: str,
-                                                     mqtt_broker: tuple[str, int], tmp_path: Path) -> None:
+def test_two_processes_in_one_group_split_the_stream(
+    db_url: str, mini_layout_path: Path, unique_prefix: str, mqtt_broker: tuple[str, int], tmp_path: Path
+) -> None:
     load_store(db_url, mini_layout_path)
     rng = np.random.default_rng(5)
     batches = [reads_batch(f"a{k}", seq, 100, rng) for seq in range(30) for k in range(4)]
     ports = [free_port(), free_port()]
-    procs = [start_ingest(db_url, unique_prefix, mqtt_broker, f"c{i}-{unique_prefix}", ports[i],
-                          tmp_path / f"ingest{i}.log") for i in range(2)]
+    procs = [
+        start_ingest(
+            db_url, unique_prefix, mqtt_broker, f"c{i}-{unique_prefix}", ports[i], tmp_path / f"ingest{i}.log"
+        )
+        for i in range(2)
+    ]
     try:
         publish_in_background(mqtt_broker, unique_prefix, batches, 0.002).join(30)
-        wait_until(lambda: scalar(db_url, "SELECT count(*) FROM ingest_ledger") == len(batches), 30, "all batches")
+        wait_until(
+            lambda: scalar(db_url, "SELECT count(*) FROM ingest_ledger") == len(batches), 30, "all batches"
+        )
         time.sleep(0.3)
         per_process = [scrape(p).get("storeflow_ingest_messages_committed_total", 0.0) for p in ports]
         assert all(n > 0 for n in per_process), per_process
@@ -449,16 +567,21 @@ class PrivatePostgres:
 
     def __init__(self) -> None:
         if not (PG_BIN / "initdb").exists():
-            pytest.fail(f"{PG_BIN}/initdb not found; install postgresql-15 (scripts/services.sh)", pytrace=False)
+            pytest.fail(
+                f"{PG_BIN}/initdb not found; install postgresql-15 (scripts/services.sh)", pytrace=False
+            )
         self.dir = Path(tempfile.mkdtemp(prefix="sf-pg-"))
         shutil.chown(self.dir, "postgres", "postgres")
         self.data = self.dir / "data"
         self.port = free_port()
         self._pg("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
         with open(self.data / "postgresql.conf", "a") as f:
-            f.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.dir}'\n"
-                    "shared_preload_libraries = 'timescaledb'\ntimescaledb.telemetry_level = off\n"
-                    "fsync = off\nshared_buffers = 32MB\nmax_connections = 20\n")
+            f.write(
+                f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{self.dir}'\n"
+                "shared_preload_libraries = 'timescaledb'\ntimescaledb.telemetry_level = off\n"
+                "fsync = off\nshared_buffers = 32MB\nmax_connections = 20\n"
+            )
         self.start()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/storeflow"
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True) as c:
@@ -467,8 +590,13 @@ class PrivatePostgres:
             migrate(c, Settings(timescaledb="require", database_url=self.url))
 
     def _pg(self, tool: str, *args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / tool), *args], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", str(PG_BIN / tool), *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
 
     def start(self) -> None:
         self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "start")
@@ -484,9 +612,13 @@ class PrivatePostgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def test_database_restart_pauses_and_resumes_without_loss(mini_layout_path: Path, unique_prefix: str,
-                                                          mqtt_broker: tuple[str, int], tmp_path: Path,
-                                                          service_factory: Callable[[Settings], IngestService]) -> None:
+def test_database_restart_pauses_and_resumes_without_loss(
+    mini_layout_path: Path,
+    unique_prefix: str,
+    mqtt_broker: tuple[str, int],
+    tmp_path: Path,
+    service_factory: Callable[[Settings], IngestService],
+) -> None:
     pg = PrivatePostgres()
     try:
         load_store(pg.url, mini_layout_path)
@@ -494,17 +626,22 @@ def test_database_restart_pauses_and_resumes_without_loss(mini_layout_path: Path
         rng = np.random.default_rng(13)
         batches = [reads_batch(f"a{k}", seq, 200, rng) for seq in range(50) for k in range(2)]
         pub = publish_in_background(mqtt_broker, unique_prefix, batches, 0.02)
-        wait_until(lambda: metric(svc, "storeflow_ingest_messages_committed_total") >= 10, 20, "first commits")
+        wait_until(
+            lambda: metric(svc, "storeflow_ingest_messages_committed_total") >= 10, 20, "first commits"
+        )
         pg.stop("fast")
         held_from = metric(svc, "storeflow_ingest_messages_committed_total")
-        time.sleep(1.5)                          # outage: the service must hold and not ack
+        time.sleep(1.5)  # outage: the service must hold and not ack
         assert metric(svc, "storeflow_ingest_messages_committed_total") == held_from
         assert metric(svc, "storeflow_ingest_db_up") == 0
         assert metric(svc, "storeflow_ingest_pending_messages") > 0
         pg.start()
         pub.join(30)
-        wait_until(lambda: scalar(pg.url, "SELECT count(*) FROM ingest_ledger") == len(batches), 30,
-                   "all batches after the restart")
+        wait_until(
+            lambda: scalar(pg.url, "SELECT count(*) FROM ingest_ledger") == len(batches),
+            30,
+            "all batches after the restart",
+        )
         time.sleep(0.3)
         got = stored_rows(pg.url)
         assert len(got) == len(batches) * 200
@@ -516,8 +653,13 @@ def test_database_restart_pauses_and_resumes_without_loss(mini_layout_path: Path
 
 
 def test_leave_drains_an_offline_members_share_and_ends_its_session(
-        db_url: str, mini_layout_path: Path, unique_prefix: str, mqtt_broker: tuple[str, int], tmp_path: Path,
-        service_factory: Callable[[Settings], IngestService]) -> None:
+    db_url: str,
+    mini_layout_path: Path,
+    unique_prefix: str,
+    mqtt_broker: tuple[str, int],
+    tmp_path: Path,
+    service_factory: Callable[[Settings], IngestService],
+) -> None:
     load_store(db_url, mini_layout_path)
     s_a = make_settings(db_url, unique_prefix, mqtt_broker, tmp_path)
     s_b = make_settings(db_url, unique_prefix, mqtt_broker, tmp_path)
@@ -526,7 +668,7 @@ def test_leave_drains_an_offline_members_share_and_ends_its_session(
     b.start()
     assert b.wait_connected(10)
     time.sleep(0.3)
-    b.stop()                                      # stopped, not left: its session keeps its share
+    b.stop()  # stopped, not left: its session keeps its share
     rng = np.random.default_rng(17)
     first = [reads_batch("a1", seq, 20, rng) for seq in range(20)]
     publish_in_background(mqtt_broker, unique_prefix, first, 0.0).join(20)
@@ -541,13 +683,17 @@ def test_leave_drains_an_offline_members_share_and_ends_its_session(
     assert metric(leaver, "storeflow_ingest_messages_committed_total") == held
     second = [reads_batch("a1", 100 + seq, 20, rng) for seq in range(10)]
     publish_in_background(mqtt_broker, unique_prefix, second, 0.0).join(20)
-    wait_until(lambda: scalar(db_url, "SELECT count(*) FROM ingest_ledger") == len(first) + len(second), 10,
-               "the remaining member stores everything once the other left")
+    wait_until(
+        lambda: scalar(db_url, "SELECT count(*) FROM ingest_ledger") == len(first) + len(second),
+        10,
+        "the remaining member stores everything once the other left",
+    )
     assert scalar(db_url, "SELECT count(*) FROM tag_reads") == (len(first) + len(second)) * 20
 
 
-def test_plain_mqtt311_subscription_mode(db_url: str, mini_layout_path: Path, unique_prefix: str,
-                                         mqtt_broker: tuple[str, int], tmp_path: Path) -> None:
+def test_plain_mqtt311_subscription_mode(
+    db_url: str, mini_layout_path: Path, unique_prefix: str, mqtt_broker: tuple[str, int], tmp_path: Path
+) -> None:
     """--no-shared (brokers without MQTT 5, e.g. the demo's amqtt): same storage, same dedup."""
     load_store(db_url, mini_layout_path)
     svc = IngestService(make_settings(db_url, unique_prefix, mqtt_broker, tmp_path), shared=False)
