@@ -461,3 +461,25 @@ def test_store_without_counters_or_with_an_enclosed_area():
     back = {"zone": "C9", "kind": "counter", "floor": 1, "name": "back", "polygon": [[8, 8], [12, 8], [12, 10], [8, 10]]}
     with pytest.raises(BadInput, match="no walking path"):
         simulate(parse_layout({**base, "zones": wall + [back]}), shoppers=20, hours=0.2, seed=1)
+
+
+def test_purchases_grow_with_dwell_and_tier(boutique):
+    s = simulate(boutique, shoppers=1500, hours=4, seed=21)  # no reads are generated: plan + truth only
+    v = s.truth.visits
+    v = v[~v["passby"] & (s.truth.tag_member[v["tag"]] != "")]
+    member = s.truth.tag_member[v["tag"]]
+    bought = np.zeros(len(v), bool)
+    pur = s.purchases[s.purchases["member"] != ""]
+    keyed = {}
+    for p in pur:
+        keyed.setdefault((p["member"], p["zone"]), []).append(p["ts_us"])
+    for i in range(len(v)):
+        ts = keyed.get((member[i], v["zone"][i]), [])
+        bought[i] = any(v["start_us"][i] <= t <= v["end_us"][i] + 3_600_000_000 for t in ts)
+    short, long_ = v["dwell_s"] < 60, v["dwell_s"] > 240
+    assert bought[long_].mean() > 1.5 * bought[short].mean()
+    tier = dict(zip(s.members["member"], s.members["tier"]))
+    tiers = np.array([tier[m] for m in member])
+    high = np.isin(tiers, ["gold", "vip"])
+    assert bought[high].mean() > bought[tiers == "regular"].mean()
+    assert (s.purchases["member"] == "").sum() > 0.2 * len(s.purchases)  # non-member sales too
