@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import resource
 import time
 
 import numpy as np
@@ -84,7 +85,8 @@ def run(store: str, scenario: str, shoppers: int, hours: float, seed: int = 1, c
     # CPU-time rate too: the machine is shared, wall-clock rates depend on everyone else's load
     line = (f"{store:10s} {scenario:4s} {shoppers:6d} shoppers {hours:5.1f} h: {n:12,d} reads in {t_reads:7.1f} s "
             f"= {rate:10,.0f} reads/s wall, {n / max(c_reads, 1e-9):10,.0f} reads/CPU-s "
-            f"(people plan {t_plan:5.1f} s, peak chunk {peak_chunk / 1e6:.0f} MB)")
+            f"(people plan {t_plan:5.1f} s, peak chunk {peak_chunk / 1e6:.0f} MB, "
+            f"process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB)")
     if compare:
         # the same 10 s slice (mid-period, busiest part of the curve) with the naive loop
         first, last = sim._traj.bounds()
