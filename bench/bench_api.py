@@ -251,3 +251,266 @@ def _heatmap(cur: psycopg.Cursor, rng: np.random.Generator, sid: int, counters: 
     allf.insert(3, "cell_m", cell_m)
     allf["seconds"] = allf["seconds"].round(2)
     return _copy_csv(cur, "heatmap_cells", "store_id, floor, bucket, cell_m, ix, iy, seconds", allf)
+
+
+# ------------------------------------------------------------------------------------------------
+# the benchmark
+
+STORE = "bench-api-40"
+FIRST_DAY = date(2026, 10, 1)
+
+
+def _admin_url(name: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(ADMIN_URL)
+    params["dbname"] = name
+    return make_conninfo(**params)  # type: ignore[arg-type]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_up(base: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            httpx.get(base + "/login", timeout=2)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise SystemExit("server did not start")
+
+
+def _pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+async def _load(base: str, path: str, headers: dict[str, str], clients: int, requests: int) -> dict[str, float]:
+    """``requests`` GETs of ``path`` from ``clients`` concurrent closed-loop clients; latency in ms."""
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    todo = iter(range(requests))
+
+    async def client(c: httpx.AsyncClient) -> None:
+        nonlocal errors
+        for _ in todo:
+            t0 = time.perf_counter()
+            r = await c.get(path, headers=headers)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            if r.status_code != 200:
+                errors += 1
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=120) as c:
+        await c.get(path, headers=headers)  # warm: connection, caches, JIT-free but pool-filled
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(c) for _ in range(clients)))
+        wall = time.perf_counter() - t0
+    return {"p50": _pct(latencies, 0.5), "p95": _pct(latencies, 0.95), "max": max(latencies),
+            "rps": len(latencies) / wall, "n": len(latencies), "errors": errors}
+
+
+def _pandas_app(url: str) -> Any:
+    """The obvious alternative: a FastAPI app computing the counter report per request with pandas
+    from the raw visit, tag and purchase rows of the period."""
+    import pandas as pd
+    from fastapi import FastAPI
+    from psycopg_pool import ConnectionPool
+
+    pool = ConnectionPool(url, min_size=1, max_size=8, open=True)
+    app = FastAPI()
+
+    @app.get("/counters")
+    def counters(start: str, end: str) -> list[dict[str, Any]]:
+        with pool.connection() as conn:
+            sid = conn.execute("SELECT store_id FROM stores WHERE store = %s", (STORE,)).fetchone()[0]  # type: ignore[index]
+            v = pd.DataFrame(conn.execute(
+                "SELECT tag_id, zone_id, dwell_s, passby, trip_start, trip_end FROM visits WHERE store_id = %s "
+                "AND start_ts >= %s AND start_ts < %s AND customer", (sid, start, end)).fetchall(),
+                columns=["tag_id", "zone_id", "dwell_s", "passby", "trip_start", "trip_end"])
+            tags = pd.DataFrame(conn.execute("SELECT tag_id, member FROM tags").fetchall(), columns=["tag_id", "member"])
+            p = pd.DataFrame(conn.execute(
+                "SELECT ts, member, zone_id, amount::float8 FROM purchases WHERE store_id = %s AND ts >= %s "
+                "AND ts < %s::timestamptz + interval '1 day'", (sid, start, end)).fetchall(),
+                columns=["ts", "member", "zone_id", "amount"])
+            seen = conn.execute("SELECT count(DISTINCT tag_id) FROM trips WHERE store_id = %s AND start_ts >= %s "
+                                "AND start_ts < %s AND customer", (sid, start, end)).fetchone()[0]  # type: ignore[index]
+            zones = conn.execute("SELECT zone_id, zone FROM zones WHERE store_id = %s AND kind = 'counter' "
+                                 "ORDER BY zone", (sid,)).fetchall()
+        v = v.merge(tags, on="tag_id", how="left")
+        real = v[~v.passby]
+        g = real.groupby("zone_id")
+        visitors, visits = g.tag_id.nunique(), g.size()
+        med, p90, tot = g.dwell_s.median(), g.dwell_s.quantile(0.9), g.dwell_s.sum()
+        passbys = v[v.passby].groupby("zone_id").size()
+        m = real.dropna(subset=["member"]).merge(p.dropna(subset=["member"]), on=["member", "zone_id"])
+        m = m[(m.ts >= m.trip_start) & (m.ts <= m.trip_end + pd.Timedelta(seconds=1800))]
+        buyers = m.groupby("zone_id").tag_id.nunique()
+        pin = p[(p.ts >= pd.Timestamp(start)) & (p.ts < pd.Timestamp(end))]
+        revenue = pin.groupby("zone_id").amount.sum()
+        out = []
+        for zid, code in zones:
+            n, b, rev = int(visitors.get(zid, 0)), int(buyers.get(zid, 0)), float(revenue.get(zid, 0.0))
+            out.append({"zone": code, "visitors": n, "visits": int(visits.get(zid, 0)),
+                        "passbys": int(passbys.get(zid, 0)), "dwell_median_s": float(med.get(zid, float("nan"))),
+                        "dwell_p90_s": float(p90.get(zid, float("nan"))), "dwell_total_s": float(tot.get(zid, 0.0)),
+                        "buyers": b, "conversion": b / n if n else None, "revenue": round(rev, 2),
+                        "revenue_per_visitor": rev / n if n else None, "attraction": n / seen if seen else None})
+        return out
+
+    return app
+
+
+def _chromium_load(base: str, token: str, query: str, rounds: int = 3) -> dict[str, list[float]]:
+    """Seconds from navigation start until the network is idle and the page's plots are drawn."""
+    from playwright.sync_api import sync_playwright
+
+    out: dict[str, list[float]] = {}
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        ctx = b.new_context(viewport={"width": 1440, "height": 900})
+        page = ctx.new_page()
+        page.goto(f"{base}/login?token={token}")
+        for view in ("floor", "counters", "paths", "traffic"):
+            times = []
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                page.goto(f"{base}/{view}?{query}", wait_until="networkidle")
+                page.wait_for_selector('body[data-drawn="1"]', state="attached", timeout=60000)
+                times.append(time.perf_counter() - t0)
+                if page.text_content("#status"):
+                    print(f"  {view}: status says {page.text_content('#status')!r}")
+            out[view] = times
+        b.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trips-per-day", type=int, default=3000)
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--requests", type=int, default=400, help="requests per endpoint")
+    ap.add_argument("--pandas-requests", type=int, default=100)
+    ap.add_argument("--keep", action="store_true", help="keep the scratch database")
+    ap.add_argument("--serve-pandas", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve_pandas:
+        import uvicorn
+
+        uvicorn.run(_pandas_app(args.serve_pandas[0]), host="127.0.0.1", port=int(args.serve_pandas[1]),
+                    log_level="warning")
+        return
+
+    from api.auth import create_token
+    from storeflow.db import migrate
+    from storeflow.layout import parse_layout
+    from storeflow.settings import Settings
+    from storeflow.store import upsert_layout
+
+    name = f"sf_bench_api_{uuid.uuid4().hex[:8]}"
+    url = _admin_url(name)
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        t0 = time.perf_counter()
+        with psycopg.connect(url) as conn:
+            migrate(conn, Settings(timescaledb="auto", database_url=url))
+            upsert_layout(conn, parse_layout(synth_layout(STORE, 40, name="Bench store (40 counters)")))
+            counts = populate(conn, STORE, FIRST_DAY, args.days, args.trips_per_day)
+            conn.autocommit = True
+            for table in ("trips", "visits", "purchases", "door_counts", "heatmap_cells", "tags", "members"):
+                conn.execute(f"VACUUM ANALYZE {table}")
+            token = create_token(conn, "viewer", [STORE], "bench")[1]
+        print(f"data: one store, 40 counters, {args.days} days from {FIRST_DAY}, ~{args.trips_per_day} trips/day "
+              f"(weekends +40 %), built in {time.perf_counter() - t0:.0f} s")
+        print("  rows: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+
+        port = _free_port()
+        env = {**os.environ, "STOREFLOW_DATABASE_URL": url}
+        procs.append(subprocess.Popen([str(Path(sys.executable).with_name("storeflow")), "serve", "--database-url", url,
+                                       "--host", "127.0.0.1", "--port", str(port)], env=env,
+                                      stdout=subprocess.DEVNULL))
+        base = f"http://127.0.0.1:{port}"
+        _wait_up(base, procs[-1])
+        last = FIRST_DAY + timedelta(days=args.days)
+        month = f"from={FIRST_DAY}&to={last}"
+        day = f"from={last - timedelta(days=1)}&to={last}"
+        auth = {"Authorization": f"Bearer {token}"}
+        cookie = {"Cookie": f"storeflow_token={token}"}
+        s = f"/api/v1/stores/{STORE}"
+        endpoints = [
+            ("counters (month)", f"{s}/counters?{month}", auth),
+            ("counters (one day)", f"{s}/counters?{day}", auth),
+            ("kpis (month)", f"{s}/kpis?{month}", auth),
+            ("heatmap 1 m (month)", f"{s}/heatmap?floor=1&cell=1&{month}", auth),
+            ("heatmap 1 m (one day)", f"{s}/heatmap?floor=1&cell=1&{day}", auth),
+            ("paths top 15 (month)", f"{s}/paths?top=15&{month}", auth),
+            ("traffic (month)", f"{s}/traffic?{month}", auth),
+            ("dashboard page HTML", f"/floor?store={STORE}", cookie),
+        ]
+        print(f"\nHTTP latency, {args.clients} concurrent clients, {args.requests} requests each "
+              f"(uvicorn, 1 process, 127.0.0.1):")
+        print(f"  {'endpoint':<24} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'req/s':>7}  errors")
+        results = {}
+        for label, path, headers in endpoints:
+            r = asyncio.run(_load(base, path, headers, args.clients, args.requests))
+            results[label] = r
+            print(f"  {label:<24} {r['p50']:8.1f} {r['p95']:8.1f} {r['max']:8.1f} {r['rps']:7.1f}  {r['errors']}")
+
+        pport = _free_port()
+        procs.append(subprocess.Popen([sys.executable, __file__, "--serve-pandas", url, str(pport)],
+                                      stdout=subprocess.DEVNULL))
+        pbase = f"http://127.0.0.1:{pport}"
+        _wait_up(pbase, procs[-1])
+        import httpx
+
+        start = datetime(FIRST_DAY.year, FIRST_DAY.month, FIRST_DAY.day, tzinfo=ZoneInfo("Asia/Shanghai"))
+        q = httpx.QueryParams({"start": start.isoformat(), "end": (start + timedelta(days=args.days)).isoformat()})
+        api_rows = httpx.get(f"{base}{s}/counters?{month}", headers=auth, timeout=120).json()
+        alt_rows = httpx.get(f"{pbase}/counters?{q}", timeout=300).json()
+        agree = all(a["zone"] == b["zone"] and a["visitors"] == b["visitors"] and a["visits"] == b["visits"]
+                    and a["buyers"] == b["buyers"] and abs(a["revenue"] - b["revenue"]) < 0.01
+                    for a, b in zip(api_rows, alt_rows, strict=True))
+        alt = asyncio.run(_load(pbase, f"/counters?{q}", {}, args.clients, args.pandas_requests))
+        api = results["counters (month)"]
+        print(f"\nalternative: counters (month) computed per request with pandas from raw rows "
+              f"({args.pandas_requests} requests, same {args.clients} clients; results agree: {agree})")
+        print(f"  pandas per request       {alt['p50']:8.1f} {alt['p95']:8.1f} {alt['max']:8.1f} {alt['rps']:7.1f}  {alt['errors']}")
+        print(f"  ratio pandas / API: p50 {alt['p50'] / api['p50']:.1f}x, p95 {alt['p95'] / api['p95']:.1f}x, "
+              f"throughput {api['rps'] / alt['rps']:.1f}x")
+        procs.pop().terminate()
+
+        print(f"\ndashboard load in headless Chromium (1440x900, navigation -> network idle and plots drawn), "
+              f"period = the whole {args.days} days; first (cold) then warm, seconds:")
+        for view, times in _chromium_load(base, token, f"store={STORE}&{month.replace(str(last), str(last - timedelta(days=1)))}").items():
+            print(f"  {view:<10} cold {times[0]:.2f}  warm median {statistics.median(times[1:]):.2f}")
+        goal = [k for k, r in results.items() if r["p95"] >= 150]
+        print(f"\np95 goal (< 150 ms) missed by: {', '.join(goal) if goal else 'none'}")
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+        if not args.keep:
+            with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        else:
+            print(f"kept database {name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     )
     query_timeout_s: float = Field(10.0, description="Time limit of every API/report query (seconds).")
     query_max_rows: int = Field(100_000, description="Row cap of every API/report query (rows).")
+    api_cache_s: float = Field(
+        300.0, ge=0, description="Longest time (seconds) the API reuses a computed report; a new analysis run, "
+        "import or ingest batch of the store invalidates it at once. 0 = no cache."
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 

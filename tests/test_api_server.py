@@ -122,6 +122,51 @@ def test_revoked_token_stops_working_at_once(served: dict[str, Any]) -> None:
     assert httpx.get(served["base"] + "/api/v1/stores", headers=auth).status_code == 401
 
 
+def test_report_cache_follows_the_data_version(served: dict[str, Any]) -> None:
+    """A closed period's report is reused until an analysis run, import or layout changes the data."""
+    url = "/api/v1/stores/mini-store/counters?from=2026-11-20&to=2026-11-21"
+    auth = {"Authorization": f"Bearer {served['viewer']}"}
+    revenue = lambda: next(r for r in httpx.get(served["base"] + url, headers=auth).json()  # noqa: E731
+                           if r["zone"] == "C03")["revenue"]
+    before = revenue()
+    with psycopg.connect(served["db_url"]) as db:
+        db.execute("INSERT INTO purchases (store_id, ts, member, zone_id, amount, receipt) SELECT s.store_id, "
+                   "'2026-11-20T15:00:00+08:00', NULL, z.zone_id, 1000, 'R-cache' FROM stores s JOIN zones z "
+                   "USING (store_id) WHERE s.store = 'mini-store' AND z.zone = 'C03'")
+        db.commit()
+        assert revenue() == before  # written behind the importer's back: the cached body is still served
+        db.execute("INSERT INTO import_ledger (kind, store_id, file_sha256, chunk, rows_in, rows_rejected) "
+                   "SELECT 'purchases', store_id, 'cache-test', 0, 1, 0 FROM stores WHERE store = 'mini-store'")
+        db.commit()
+    assert revenue() == before + 1000  # an import: recomputed at once
+
+
+def test_report_cache_computes_concurrent_misses_once() -> None:
+    import threading
+
+    from api.views.reports import ReportCache
+
+    cache, calls = ReportCache(ttl_s=60), []
+
+    def slow() -> bytes:
+        calls.append(1)
+        time.sleep(0.2)
+        return b"[1]"
+
+    bodies: list[bytes] = []
+    threads = [threading.Thread(target=lambda: bodies.append(cache.get(("k",), slow))) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bodies == [b"[1]"] * 10 and len(calls) == 1
+    assert cache.get(("other",), lambda: b"[2]") == b"[2]"
+    expired = ReportCache(ttl_s=0)
+    expired.get(("k",), slow)
+    expired.get(("k",), slow)
+    assert len(calls) == 3  # a zero TTL recomputes every time
+
+
 def test_sigterm_stops_the_server(served: dict[str, Any]) -> None:
     proc = served["proc"]
     proc.send_signal(signal.SIGTERM)

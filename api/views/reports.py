@@ -4,10 +4,16 @@ offset; ``to`` is exclusive; default the last full day."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
 
 from analytics import reports as rp
 from api.app import principal, require_role, store_guard
@@ -25,6 +31,71 @@ def _period(conn: Any, store: str, from_: str | None, to: str | None) -> tuple[r
     return info, rp.resolve_period(from_, to, info.tz)
 
 
+class ReportCache:
+    """Computed report bodies (JSON bytes) by request and data version: LRU, at most ``ttl_s`` old, and
+    concurrent identical misses computed once (the others wait for that result)."""
+
+    def __init__(self, ttl_s: float, entries: int = 128):
+        self.ttl_s, self.entries = ttl_s, entries
+        self._data: OrderedDict[tuple[Any, ...], tuple[float, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._computing: dict[tuple[Any, ...], threading.Lock] = {}
+
+    def get(self, key: tuple[Any, ...], compute: Callable[[], bytes]) -> bytes:
+        while True:
+            with self._lock:
+                hit = self._data.get(key)
+                if hit and hit[0] > time.monotonic():
+                    self._data.move_to_end(key)
+                    return hit[1]
+                gate = self._computing.get(key)
+                if gate is None:
+                    gate = self._computing[key] = threading.Lock()
+                    gate.acquire()
+                    break
+            with gate:  # someone else computes it: wait, then look again
+                pass
+        try:
+            body = compute()
+            with self._lock:
+                self._data[key] = (time.monotonic() + self.ttl_s, body)
+                self._data.move_to_end(key)
+                while len(self._data) > self.entries:
+                    self._data.popitem(last=False)
+            return body
+        finally:
+            with self._lock:
+                del self._computing[key]
+            gate.release()
+
+
+# What the cached reports are computed from changes only through these: an analysis run (visits, trips,
+# heatmap), an import (purchases, tags, members: store 0 = chain-wide) or a new layout.
+_VERSION_SQL = """
+    SELECT (SELECT count(*) || ':' || coalesce(max(finished_at)::text, '') FROM analysis_runs a
+            WHERE a.store_id = s.store_id) AS runs,
+           (SELECT max(imported_at)::text FROM import_ledger l WHERE l.store_id IN (s.store_id, 0)) AS imports,
+           s.updated_at::text AS layout
+    FROM stores s WHERE s.store_id = %s"""
+
+
+def _cached(request: Request, info: rp.StoreInfo, p: rp.Period, compute: Callable[[], Any]) -> Any:
+    """``compute()``, or its body from the report cache. Only closed periods are cached (a period that
+    includes now still changes); door counts ingested late for a closed period show after ``api_cache_s``."""
+    db = request.app.state.db
+    ttl = db.settings.api_cache_s
+    if ttl <= 0 or p.end > datetime.now(timezone.utc):
+        return compute()
+    cache: ReportCache | None = getattr(request.app.state, "report_cache", None)
+    if cache is None:
+        cache = request.app.state.report_cache = ReportCache(ttl)
+    version = tuple(db.fetch(_VERSION_SQL, (info.store_id,))[0].values())
+    key = (request.url.path, tuple(sorted(request.query_params.multi_items())), version)
+    body = cache.get(key, lambda: json.dumps(jsonable_encoder(compute()), allow_nan=False,
+                                             separators=(",", ":")).encode())
+    return Response(body, media_type="application/json")
+
+
 @router.get("/stores/{store}/counters", summary="Counter KPIs (SPEC section 3), one object per counter")
 def counters(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
              by: Literal["tier", "hour", "day"] | None = Query(None, description="breakdown"),
@@ -32,14 +103,20 @@ def counters(request: Request, store: str, from_: str | None = FromQ, to: str | 
              compare: Literal["previous", "year"] | None = Query(None, description="add <key>_prev and <key>_delta"),
              who: Principal = Depends(principal)) -> list[dict[str, Any]]:
     store_guard(request, store, who)
-    with request.app.state.db.connection() as conn:
-        _, p = _period(conn, store, from_, to)
-        if tier is not None:
-            rows = rp.counter_kpis(conn, store, p.start, p.end, "tier")
-            return [{k: v for k, v in r.items() if k != "tier"} for r in rows if r["tier"] == tier]
-        if compare:
-            return rp.counter_kpis_compare(conn, store, p.start, p.end, compare, by)
-        return rp.counter_kpis(conn, store, p.start, p.end, by)
+    db = request.app.state.db
+    with db.connection() as conn:
+        info, p = _period(conn, store, from_, to)
+
+    def compute() -> list[dict[str, Any]]:
+        with db.connection() as conn:
+            if tier is not None:
+                rows = rp.counter_kpis(conn, store, p.start, p.end, "tier")
+                return [{k: v for k, v in r.items() if k != "tier"} for r in rows if r["tier"] == tier]
+            if compare:
+                return rp.counter_kpis_compare(conn, store, p.start, p.end, compare, by)
+            return rp.counter_kpis(conn, store, p.start, p.end, by)
+
+    return _cached(request, info, p, compute)
 
 
 @router.get("/stores/{store}/kpis", summary="Store KPIs (SPEC section 3)")
@@ -48,38 +125,62 @@ def store_kpis(request: Request, store: str, from_: str | None = FromQ, to: str 
                compare: Literal["previous", "year"] | None = Query(None),
                who: Principal = Depends(principal)) -> Any:
     store_guard(request, store, who)
-    with request.app.state.db.connection() as conn:
-        _, p = _period(conn, store, from_, to)
-        rows = (rp.store_kpis_compare(conn, store, p.start, p.end, compare, by) if compare
-                else rp.store_kpis(conn, store, p.start, p.end, by))
-    return rows[0] if by is None else rows
+    db = request.app.state.db
+    with db.connection() as conn:
+        info, p = _period(conn, store, from_, to)
+
+    def compute() -> Any:
+        with db.connection() as conn:
+            rows = (rp.store_kpis_compare(conn, store, p.start, p.end, compare, by) if compare
+                    else rp.store_kpis(conn, store, p.start, p.end, by))
+        return rows[0] if by is None else rows
+
+    return _cached(request, info, p, compute)
 
 
 @router.get("/stores/{store}/ranking", summary="Counters ranked by revenue per visitor, with quadrant labels")
 def ranking(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
             who: Principal = Depends(principal)) -> list[dict[str, Any]]:
     store_guard(request, store, who)
-    with request.app.state.db.connection() as conn:
-        _, p = _period(conn, store, from_, to)
-        return rp.counter_ranking(conn, store, p.start, p.end)
+    db = request.app.state.db
+    with db.connection() as conn:
+        info, p = _period(conn, store, from_, to)
+
+    def compute() -> list[dict[str, Any]]:
+        with db.connection() as conn:
+            return rp.counter_ranking(conn, store, p.start, p.end)
+
+    return _cached(request, info, p, compute)
 
 
 @router.get("/stores/{store}/concentration", summary="80/20 view: revenue share of the top members who visited")
 def concentration(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
                   top_fraction: float = Query(0.2, gt=0, le=1), who: Principal = Depends(principal)) -> dict[str, Any]:
     store_guard(request, store, who)
-    with request.app.state.db.connection() as conn:
-        _, p = _period(conn, store, from_, to)
-        return rp.revenue_concentration(conn, store, p.start, p.end, top_fraction)
+    db = request.app.state.db
+    with db.connection() as conn:
+        info, p = _period(conn, store, from_, to)
+
+    def compute() -> dict[str, Any]:
+        with db.connection() as conn:
+            return rp.revenue_concentration(conn, store, p.start, p.end, top_fraction)
+
+    return _cached(request, info, p, compute)
 
 
 @router.get("/stores/{store}/paths", summary="Most frequent paths, most frequent first")
 def paths(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
           top: int = Query(20, ge=1, le=1000), who: Principal = Depends(principal)) -> list[dict[str, Any]]:
     store_guard(request, store, who)
-    with request.app.state.db.connection() as conn:
-        _, p = _period(conn, store, from_, to)
-        return rp.top_paths(conn, store, p.start, p.end, top)
+    db = request.app.state.db
+    with db.connection() as conn:
+        info, p = _period(conn, store, from_, to)
+
+    def compute() -> list[dict[str, Any]]:
+        with db.connection() as conn:
+            return rp.top_paths(conn, store, p.start, p.end, top)
+
+    return _cached(request, info, p, compute)
 
 
 @router.get("/stores/{store}/heatmap", summary="Customer tag-seconds per cell of one floor (cells with time only)")
@@ -87,12 +188,18 @@ def heatmap(request: Request, store: str, floor: int, from_: str | None = FromQ,
             cell: float | None = Query(None, gt=0, le=50, description="cell edge in metres (a multiple of the stored cell)"),
             who: Principal = Depends(principal)) -> dict[str, Any]:
     store_guard(request, store, who)
-    with request.app.state.db.connection() as conn:
-        _, p = _period(conn, store, from_, to)
-        grid = rp.heatmap(conn, store, floor, p.start, p.end, cell)
-    return {"store": store, "floor": floor, "cell_m": grid.cell_m, "width_m": grid.width_m,
-            "depth_m": grid.depth_m, "from": p.start, "to": p.end,
-            "cells": [c for c in grid.rows() if c["seconds"] > 0]}
+    db = request.app.state.db
+    with db.connection() as conn:
+        info, p = _period(conn, store, from_, to)
+
+    def compute() -> dict[str, Any]:
+        with db.connection() as conn:
+            grid = rp.heatmap(conn, store, floor, p.start, p.end, cell)
+        return {"store": store, "floor": floor, "cell_m": grid.cell_m, "width_m": grid.width_m,
+                "depth_m": grid.depth_m, "from": p.start, "to": p.end,
+                "cells": [c for c in grid.rows() if c["seconds"] > 0]}
+
+    return _cached(request, info, p, compute)
 
 
 @router.get("/stores/{store}/visits", summary="Customer visits with EPC and member (analyst)")
