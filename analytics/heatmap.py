@@ -29,8 +29,11 @@ _DENSE_MAX = 1 << 23
 
 @njit(**_NJIT)
 def _bin_kernel(ts_us, fl_idx, x_m, y_m, use, step_us, from_us, to_us, bucket_us, b0, cell_m,
-                nx, ny, cell_off, n_cells, out_key, out_sec):  # pragma: no cover - jit
-    """Per row and bucket piece: key = bucket_index * n_cells + cell_off[floor] + ix * ny + iy."""
+                nx, ny, cell_off, n_cells, dense, grid, out_key, out_sec):  # pragma: no cover - jit
+    """Per row and bucket piece: slot = bucket_index * n_cells + cell_off[floor] + ix * ny + iy.
+
+    ``dense``: add the seconds into ``grid[slot]``; else list (slot, seconds) pieces in out_key/out_sec.
+    """
     n_out = 0
     for r in range(ts_us.shape[0]):
         if not use[r]:
@@ -48,19 +51,15 @@ def _bin_kernel(ts_us, fl_idx, x_m, y_m, use, step_us, from_us, to_us, bucket_us
         while t0 < t1:
             bk = t0 // bucket_us
             e = min(t1, (bk + 1) * bucket_us)
-            out_key[n_out] = (bk - b0) * n_cells + cell
-            out_sec[n_out] = (e - t0) * 1e-6
-            n_out += 1
+            slot = (bk - b0) * n_cells + cell
+            if dense:
+                grid[slot] += (e - t0) * 1e-6
+            else:
+                out_key[n_out] = slot
+                out_sec[n_out] = (e - t0) * 1e-6
+                n_out += 1
             t0 = e
     return n_out
-
-
-@njit(**_NJIT)
-def _dense_sum(keys, secs, n, size):  # pragma: no cover - jit
-    grid = np.zeros(size)
-    for i in range(n):
-        grid[keys[i]] += secs[i]
-    return grid
 
 
 def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, to_us: int,
@@ -95,18 +94,20 @@ def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, t
     use = np.ones(len(pos), np.bool_) if customer_tags is None else np.isin(pos.tag, customer_tags)
     b0 = from_us // bucket_us
     n_buckets = (to_us - 1) // bucket_us - b0 + 1
-    # each row yields at most ceil(step / bucket) + 1 pieces
-    max_pieces = len(pos) * (step_us // bucket_us + 2)
-    keys = np.empty(max_pieces, np.int64)
-    secs = np.empty(max_pieces, np.float64)
-    n = _bin_kernel(pos.ts_us, fl_idx, pos.x_m, pos.y_m, use, step_us, from_us, to_us, bucket_us, b0,
-                    float(cell_m), nx, ny, cell_off, n_cells, keys, secs)
     size = n_buckets * n_cells
+    args = (pos.ts_us, fl_idx, pos.x_m, pos.y_m, use, step_us, from_us, to_us, bucket_us, b0, float(cell_m),
+            nx, ny, cell_off, n_cells)
     if size <= _DENSE_MAX:
-        grid = _dense_sum(keys, secs, n, size)
+        grid = np.zeros(size)
+        _bin_kernel(*args, True, grid, np.zeros(0, np.int64), np.zeros(0))
         flat = np.flatnonzero(grid > 0)
         vals = grid[flat]
     else:
+        # each row yields at most ceil(step / bucket) + 1 pieces
+        max_pieces = len(pos) * (step_us // bucket_us + 2)
+        keys = np.empty(max_pieces, np.int64)
+        secs = np.empty(max_pieces, np.float64)
+        n = _bin_kernel(*args, False, np.zeros(0), keys, secs)
         k = keys[:n]
         order = np.argsort(k, kind="stable")
         ks = k[order]
