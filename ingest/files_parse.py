@@ -134,7 +134,10 @@ def read_header(f: IO[bytes], kind: str, name: str) -> Header:
     text = raw.decode("utf-8").rstrip("\r\n")
     if not text.strip():
         raise BadInput(f"{name}: empty header line (expected columns {', '.join(COLUMNS[kind][0])})")
-    names = tuple(c.strip().lower() for c in next(csv.reader([text])))
+    try:
+        names = tuple(c.strip().lower() for c in next(csv.reader([text])))
+    except csv.Error as e:
+        raise BadInput(f"{name}: header line is not parseable as CSV ({e})") from None
     if any(not n for n in names):
         raise BadInput(f"{name}: header has an empty column name (column {names.index('') + 1})")
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -380,7 +383,7 @@ class ReadsBlock:
         return int(self.ts_us.shape[0])
 
 
-_INT_TS = r"^[+-]?\d{1,18}$"
+_INT_TS = r"^-?\d{1,18}$"  # pyarrow rejects a leading "+": such values take the row path
 # A subset of what datetime.fromisoformat accepts and pyarrow parses identically.
 _ISO_TS = (r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[T ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?"
            r"(Z|[+-]([01]\d|2[0-3]):?[0-5]\d)$")

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
 
 from ingest.files import ImportResult, format_summary, import_file
 from ingest.files_gen import write_reads_csv
@@ -407,7 +407,7 @@ ts_values = st.one_of(
         lambda t: t[0].isoformat(sep=t[1], timespec=t[2])),
     st.sampled_from(["2026-11-20T10:00:00.1234567+08:00", "2026-02-30T10:00:00+08:00", "2026-11-20 10:00:00+0800",
                      "2026-11-20T10:00:00Z", "2026-11-20T24:00:00+08:00", "2026-11-20T10:00:60+08:00",
-                     "2026-11-20T10:00:00+24:00", " 1763604000000000 ", "+1763604000000000", "1e15", ""]),
+                     "2026-11-20T10:00:00+24:00", " 1763604000000000 ", "+1763604000000000", "+1795140000000000", "-1", "1e15", ""]),
     st.text(max_size=12),
 )
 field_values = {
@@ -438,6 +438,7 @@ def read_lines(draw: st.DrawFn) -> list[str]:
 
 
 @given(read_lines())
+@example(["+1795140000000000,R1,1,AABBCCDD,-60,1", "1795140000000000,R1,1,AABBCCDD,+60.,"])  # found by hypothesis
 @hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_property_fast_path_equals_row_path(lines: list[str]) -> None:
     data = ("\n".join(lines) + "\n").encode()
@@ -467,6 +468,7 @@ def test_property_blocks_cover_every_line_once(data: bytes, block_bytes: int) ->
 
 
 @given(st.binary(max_size=400))
+@example(b"ts,reader\rx,antenna,epc,rssi\n")  # found by hypothesis: csv.Error escaped
 @hsettings(max_examples=300, deadline=None)
 def test_property_header_is_parsed_or_bad_input(data: bytes) -> None:
     try:
