@@ -278,22 +278,23 @@ def _tags_join(by: By | None, alias: str) -> str:
 
 
 @contextmanager
-def _month_scan(conn: psycopg.Connection) -> Iterator[None]:
+def _report_scan(conn: psycopg.Connection) -> Iterator[None]:
     """Planner settings for aggregating a period of visits: sorts in memory, and no index scan (the
     (store, zone, start) index hands rows over in zone order, revisiting every heap page once per
     zone: 4x slower than a sequential or bitmap scan and a sort). Restored afterwards."""
-    old = conn.execute("SELECT current_setting('work_mem'), current_setting('enable_indexscan'), "
-                       "current_setting('jit')").fetchone()
+    names = ("work_mem", "enable_indexscan", "jit", "plan_cache_mode")
+    old = conn.execute("SELECT " + ", ".join(f"current_setting('{n}')" for n in names)).fetchone()
     # JIT compilation costs ~100 ms per query here and saves less on a few hundred thousand rows.
+    # psycopg prepares a query run 5 times; PostgreSQL then switches to a generic plan that cannot
+    # prune chunks by the period and misjudges it (3x slower in a long-lived API connection).
     conn.execute("SELECT set_config('work_mem', '64MB', false), set_config('enable_indexscan', 'off', false), "
-                 "set_config('jit', 'off', false)")
+                 "set_config('jit', 'off', false), set_config('plan_cache_mode', 'force_custom_plan', false)")
     try:
         yield
     finally:
         # After an error inside a transaction the rollback undoes the settings by itself.
         if old is not None and conn.info.transaction_status != TransactionStatus.INERROR:
-            conn.execute("SELECT set_config('work_mem', %s, false), set_config('enable_indexscan', %s, false), "
-                         "set_config('jit', %s, false)", old)
+            conn.execute("SELECT " + ", ".join(f"set_config('{n}', %s, false)" for n in names), old)
 
 
 def _group_key(by: By | None, tier_expr: str) -> str:
@@ -459,7 +460,7 @@ def counter_kpis(conn: psycopg.Connection, store: str, start: datetime, end: dat
         FROM purchases p {"LEFT JOIN members m ON m.member = p.member" if by == "tier" else ""}
         WHERE p.store_id = %(sid)s AND p.ts >= %(start)s AND p.ts < %(end)s
         GROUP BY {_group_key(by, _TIER_PURCHASE)}, 2"""
-    with _month_scan(conn):
+    with _report_scan(conn):
         vis = {(g, z): _visit_stats(n_pass, dwell, tags)
                for g, z, n_pass, dwell, tags in _fetch_arrays(conn, visits_sql, p)}
         seen = {g: _n_distinct(tags) for g, tags in _fetch_arrays(conn, _seen_sql(by), p)}
@@ -518,7 +519,7 @@ def store_kpis(conn: psycopg.Connection, store: str, start: datetime, end: datet
     trans: dict[Any, int] = {}
     trip_med: dict[Any, float | None] = {}
     seen: dict[Any, int] = {}
-    with _month_scan(conn):
+    with _report_scan(conn):
         _store_queries(conn, by, p, foot, trans, trip_med, seen)
     groups = _all_groups(by, period, info.tz, [*seen, *trans, *trip_med])
     rows: list[dict[str, Any]] = []
@@ -661,15 +662,17 @@ def revenue_concentration(conn: psycopg.Connection, store: str, start: datetime,
     info = store_info(conn, store)
     period = Period(start, end)
     p = {"sid": info.store_id, "start": period.start, "end": period.end}
-    spend = [_money(a) for (a,) in conn.execute(f"""
-        WITH visitors AS (
-            SELECT DISTINCT t.member FROM visits v JOIN tags t ON t.tag_id = v.tag_id
-            WHERE v.store_id = %(sid)s AND v.start_ts >= %(start)s AND v.start_ts < %(end)s
-              AND NOT v.passby AND v.customer AND t.member IS NOT NULL)
-        SELECT coalesce(sum(p.amount), 0) FROM visitors vi
-        LEFT JOIN purchases p ON p.member = vi.member AND p.store_id = %(sid)s
-                             AND p.ts >= %(start)s AND p.ts < %(end)s
-        GROUP BY vi.member""", p)]  # type: ignore[call-overload]
+    with _report_scan(conn):
+        rows = conn.execute("""
+            WITH visitors AS (
+                SELECT DISTINCT t.member FROM visits v JOIN tags t ON t.tag_id = v.tag_id
+                WHERE v.store_id = %(sid)s AND v.start_ts >= %(start)s AND v.start_ts < %(end)s
+                  AND NOT v.passby AND v.customer AND t.member IS NOT NULL)
+            SELECT coalesce(sum(p.amount), 0) FROM visitors vi
+            LEFT JOIN purchases p ON p.member = vi.member AND p.store_id = %(sid)s
+                                 AND p.ts >= %(start)s AND p.ts < %(end)s
+            GROUP BY vi.member""", p).fetchall()
+    spend = [_money(a) for (a,) in rows]
     spend.sort(reverse=True)
     n_top = math.ceil(len(spend) * top_fraction - 1e-9)
     total = round(sum(spend), 2)
@@ -705,7 +708,7 @@ def visit_rows(conn: psycopg.Connection, store: str, start: datetime, end: datet
     return [
         {"epc": epc, "member": member, "zone": zone, "start": s.astimezone(timezone.utc),
          "end": e.astimezone(timezone.utc), "dwell_s": float(d)}
-        for epc, member, zone, s, e, d in conn.execute(sql, p)  # type: ignore[call-overload]
+        for epc, member, zone, s, e, d in conn.execute(sql, p, prepare=False)  # type: ignore[call-overload]
     ]
 
 
@@ -724,7 +727,9 @@ def top_paths(conn: psycopg.Connection, store: str, start: datetime, end: dateti
           AND tr.customer AND cardinality(tr.path) > 0
         GROUP BY tr.path ORDER BY 2 DESC, 1""" + (" LIMIT %(top)s" if top is not None else "")
     p = {"sid": info.store_id, "start": period.start, "end": period.end, "top": top}
-    return [{"path": list(path), "trips": int(n)} for path, n in conn.execute(sql, p)]  # type: ignore[call-overload]
+    with _report_scan(conn):
+        rows = conn.execute(sql, p).fetchall()  # type: ignore[call-overload]
+    return [{"path": list(path), "trips": int(n)} for path, n in rows]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -768,10 +773,11 @@ def heatmap(conn: psycopg.Connection, store: str, floor: int, start: datetime, e
     if floor not in info.floors:
         raise BadInput(f"store {store!r} has no floor {floor} (floors: {sorted(info.floors)})")
     width_m, depth_m = info.floors[floor]
-    data = conn.execute(
-        "SELECT cell_m::float8, ix, iy, sum(seconds)::float8 FROM heatmap_cells "
-        "WHERE store_id = %s AND floor = %s AND bucket >= %s AND bucket < %s GROUP BY 1, 2, 3",
-        (info.store_id, floor, period.start, period.end)).fetchall()
+    with _report_scan(conn):
+        data = conn.execute(
+            "SELECT cell_m::float8, ix, iy, sum(seconds)::float8 FROM heatmap_cells "
+            "WHERE store_id = %s AND floor = %s AND bucket >= %s AND bucket < %s GROUP BY 1, 2, 3",
+            (info.store_id, floor, period.start, period.end)).fetchall()
     stored = sorted({float(c) for c, *_ in data}) or [info.params["cell_m"]]
     cell = float(cell_m) if cell_m is not None else max(stored)
     if not cell > 0:

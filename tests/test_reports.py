@@ -383,3 +383,14 @@ def test_resolve_period() -> None:
 def test_unknown_store(db: psycopg.Connection) -> None:
     with pytest.raises(BadInput, match="unknown store 'nope'"):
         R.counter_kpis(db, "nope", *DAY)
+
+
+def test_reports_restore_the_session_settings(rdb: psycopg.Connection) -> None:
+    # Reports tune the planner for their scans and give the caller's connection back as it was.
+    rdb.execute("SET work_mem = '8MB'")
+    R.counter_kpis(rdb, STORE, *DAY)
+    R.store_kpis(rdb, STORE, *DAY, by="hour")
+    R.heatmap(rdb, STORE, 1, *DAY)
+    settings = rdb.execute("SELECT current_setting('work_mem'), current_setting('enable_indexscan'), "
+                           "current_setting('plan_cache_mode')").fetchone()
+    assert settings == ("8MB", "on", "auto")
