@@ -27,6 +27,8 @@ from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from ingest.copybin import TAG_READS_COLUMNS, tag_reads_copy_buffer
 from ingest.metrics import parse_text
@@ -709,3 +711,46 @@ def test_plain_mqtt311_subscription_mode(
         assert scalar(db_url, "SELECT count(*) FROM tag_reads") == 150
     finally:
         svc.stop()
+
+
+def test_broker_disconnect_mid_stream_redelivers_without_loss_or_doubles(
+    db_url: str,
+    mini_layout_path: Path,
+    unique_prefix: str,
+    mqtt_broker: tuple[str, int],
+    tmp_path: Path,
+    service_factory: Callable[[Settings], IngestService],
+) -> None:
+    """A session takeover drops the service's connection while messages are unacknowledged: after
+    its reconnect the broker redelivers them under new ids; old ids are never acked on the new one."""
+    load_store(db_url, mini_layout_path)
+    s = make_settings(db_url, unique_prefix, mqtt_broker, tmp_path, ingest_max_batch_delay_s=0.4)
+    svc = service_factory(s)
+    rng = np.random.default_rng(29)
+    batches = [reads_batch(f"a{k}", seq, 50, rng) for seq in range(40) for k in range(2)]
+    pub = publish_in_background(mqtt_broker, unique_prefix, batches, 0.01)
+    wait_until(lambda: metric(svc, "storeflow_ingest_messages_committed_total") >= 10, 20, "first commits")
+    for _ in range(2):
+        # Take the session over (as a second process with the same id would), without acking anything.
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 120
+        rogue = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=s.ingest_client_id, protocol=mqtt.MQTTv5, manual_ack=True
+        )
+        rogue.connect(*mqtt_broker, clean_start=False, properties=props)
+        rogue.loop_start()
+        time.sleep(0.3)
+        rogue.disconnect()
+        rogue.loop_stop()
+        time.sleep(0.8)
+    pub.join(30)
+    wait_until(
+        lambda: scalar(db_url, "SELECT count(*) FROM ingest_ledger") == len(batches), 30, "all batches stored"
+    )
+    wait_until(lambda: metric(svc, "storeflow_ingest_pending_messages") == 0, 20, "everything acknowledged")
+    got = stored_rows(db_url)
+    assert len(got) == len(batches) * 50
+    assert set(got) == expected_rows(batches, antenna_ids(db_url))
+    assert metric(svc, "storeflow_ingest_mqtt_connected") == 1
+    # The takeovers did cost redeliveries (else this test proved nothing).
+    assert metric(svc, "storeflow_ingest_messages_received_total") > len(batches), svc.metrics.render()[:400]
