@@ -24,7 +24,7 @@ from tests.test_reports import load_report_fixture
 
 pytestmark = pytest.mark.db
 
-EXAMPLES = 12  # per operation and mode: 20 operations x 2 modes x 12 examples stay under a minute
+EXAMPLES = 8  # per operation and mode: 20 operations x 2 modes x 8 examples keep this well under a minute
 REAL = {"store": "mini-store", "member": "M1", "floor": 1}  # path parameters that exist in the fixture
 
 
