@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from analytics.data import AntennaMap, Reads, ZoneMap, antenna_map, zone_map
+from analytics.data import AntennaMap, Reads, antenna_map, zone_map
 from analytics.presence import PresenceModel, fit_presence_model, zone_presence
 from analytics.trips import paths_from_visits, trips_from_reads
 from analytics.visits import visits_from_presence

@@ -17,8 +17,12 @@ Method: a per-tag hidden Markov model decoded with Viterbi on fixed time steps (
   store: a two-component RSSI mixture per antenna separates "tag in the antenna's own zone" from
   "tag elsewhere"; read continuity gives the in-zone detection rate; the layout's antenna-to-zone
   distances with a free-space path-loss slope give the starting RSSI means of the other zones;
-  then a few rounds of hard EM (Viterbi training) re-estimate every emission and transition
-  parameter from the decoded paths, shrunk towards those starting values where data are thin.
+  then a few rounds of hard EM (Viterbi training) re-estimate the emission and transition
+  parameters from the decoded paths, shrunk towards those starting values where data are thin,
+  under physical ordering constraints (an antenna reads its own zone more often and stronger than
+  beside it, and beside it more than far away). RSSI is binned at 0.5 dB for the emission table.
+* Starting values come from the layout plus documented physical defaults only (walking speed,
+  free-space slope, aisle width, a 30 s prior stay); nothing is taken from the simulator.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from analytics.config import NJIT, NJIT_PARALLEL
 from analytics.data import AntennaMap, Reads, ZoneMap
 
 __all__ = ["PresenceModel", "Presence", "fit_presence_model", "zone_presence", "segment_reads",
-           "zone_adjacency", "ADJACENT_M"]
+           "zone_adjacency", "zone_gaps", "ADJACENT_M", "AISLE_LINK_M"]
 
 #: Zones whose polygons are closer than this are neighbours a tag can walk between directly (m):
 #: one walking step.
@@ -52,7 +56,6 @@ _PRIOR_DETECTIONS = 10.0
 _P_MIN, _P_MAX = 1e-4, 0.8
 #: Shopper walking speed (m/s): how long "beside a zone" lasts for someone walking past it.
 _WALK_MPS = 1.0
-_TIE_BESIDE = True
 _SD_MIN_DB = 1.0
 
 
@@ -663,11 +666,12 @@ def fit_presence_model(reads: Reads, antennas: AntennaMap, zones: ZoneMap, *, st
         sd = np.sqrt(np.maximum(var, _SD_MIN_DB ** 2))
         counts = np.where(allowed, tr + _PRIOR_STEPS * prior_tr, 0.0)
         trans = counts / counts.sum(axis=1, keepdims=True)
-        if _TIE_BESIDE:
-            for s_by in beside:
-                mine = own[s_by]
-                p[s_by, mine], mu[s_by, mine], sd[s_by, mine] = p0[s_by, mine], mu0[s_by, mine], sd0[s_by, mine]
-                trans[s_by] = prior_tr[s_by]
+        # "beside z" keeps its starting own-antenna emission and its walking-speed transitions:
+        # re-estimated freely, hard EM lets it absorb the weakly read far part of zone z itself
+        for s_by in beside:
+            mine = own[s_by]
+            p[s_by, mine], mu[s_by, mine], sd[s_by, mine] = p0[s_by, mine], mu0[s_by, mine], sd0[s_by, mine]
+            trans[s_by] = prior_tr[s_by]
         p, mu = _coverage_constraint(p, mu, own, inside, beside)
         model = PresenceModel(state_zone, np.clip(p, _P_MIN, _P_MAX), mu, sd, trans, rssi_span, step_s)
     return model
