@@ -51,8 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``storeflow report counters|store|visits|paths|heatmap|member|ranking|concentration``."""
     from storeflow.cli import add_db_arg
 
+    description = __doc__.split("\n", 2)[2].replace("``", "").replace(":mod:", "")
     rep = sub.add_parser("report", help="counter, store, visit, path, heatmap and member reports",
-                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     rs = rep.add_subparsers(dest="report", required=True, metavar="REPORT")
 
     def common(name: str, hlp: str, formats: Sequence[str], default: str) -> argparse.ArgumentParser:
