@@ -354,6 +354,18 @@ def test_every_kind_of_malformed_message_is_rejected_and_good_ones_stored(
         "empty": (reads_topic, b"", "bad magic"),
         "garbage": (reads_topic, b"\x00" + os.urandom(299), "bad magic"),
         "header not JSON": (reads_topic, valid[:8] + b"{not json" + valid[8 + 9 :], "header is not JSON"),
+        "header length": (reads_topic, b"SFB1" + struct.pack("<I", 10**6) + b"{}", "exceeds the payload"),
+        "header not an object": (reads_topic, b"SFB1" + struct.pack("<I", 2) + b"[]", "not a JSON object"),
+        "kind unknown": (
+            reads_topic,
+            b"SFB1" + struct.pack("<I", 15) + b'{"kind":"xyz"}' + b" ",
+            "is not reads or doors",
+        ),
+        "header field missing": (
+            reads_topic,
+            b"SFB1" + struct.pack("<I", 24) + b'{"kind":"reads","n":0}  ',
+            "header field missing",
+        ),
         "truncated": (reads_topic, valid[:-5], "does not hold"),
         "antenna index": (reads_topic, _tamper(valid, "antenna", 99), "past the antenna table"),
         "epc index": (reads_topic, _tamper(valid, "epc", 9999), "past the EPC table"),
