@@ -17,7 +17,7 @@ Models
 Estimators (one estimate per tag per ``step_s`` step with reads, on an epoch-aligned grid)
 ------------------------------------------------------------------------------------------
 * ``grid`` (default): reads are pooled per antenna; the floor is the one whose antennas say "close"
-  most strongly; on a local grid (1 m, up to 8 m around the prior or the antennas' centroid) the
+  most strongly; on a local grid (1.5 m, up to 6 m around the prior or the antennas' centroid) the
   log-likelihood of the pooled read counts (Poisson, antennas that did NOT read the tag count as
   evidence too) and of their mean RSSI is added to a Gaussian motion prior from the previous step
   (random walk at ``speed_mps``). The posterior mean and variance feed the next step (a grid-based
@@ -526,8 +526,8 @@ class _Params:
     d_max: float
     iters: int
     huber_c: float
-    grid_half_m: float = 8.0
-    grid_spacing_m: float = 1.0
+    grid_half_m: float = 6.0
+    grid_spacing_m: float = 1.5
 
 
 def _validate(reads: Reads, antennas: AntennaMap, layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -119,7 +119,7 @@ def naive_positions(reads: Reads, antennas: AntennaMap, layout: Layout, model: P
                     rm: RangeModel | None = None) -> list[tuple[int, int, int, float, float]]:
     """(tag, ts_us, floor, x_m, y_m) rows by the documented method, one tag and one step at a time.
 
-    With ``rm`` the grid estimator (1 m grid, half-size 8 m) replaces the range least squares.
+    With ``rm`` the grid estimator (1.5 m grid, half-size up to 6 m) replaces the range least squares.
     """
     step_us = int(round(step_s * 1e6))
     gap_us = int(round(max_gap_s * 1e6))
@@ -186,13 +186,13 @@ def naive_positions(reads: Reads, antennas: AntennaMap, layout: Layout, model: P
                                 cands.append((float(antennas.x_m[b]), float(antennas.y_m[b]), 0.0, 0.0, int(b)))
                     if pr is not None:
                         pv = qvar + (speed_mps * (k - prior[3]) * step_s) ** 2
-                        centre, g_half, gp = (prior[1], prior[2]), min(8.0, 3 * math.sqrt(pv) + 2.0), (prior[1], prior[2], pv)
+                        centre, g_half, gp = (prior[1], prior[2]), min(6.0, 3 * math.sqrt(pv) + 3.0), (prior[1], prior[2], pv)
                     else:
                         sw = sum(pooled[a][0] for a in heard)
                         centre = (sum(pooled[a][0] * antennas.x_m[a] for a in heard) / sw,
                                   sum(pooled[a][0] * antennas.y_m[a] for a in heard) / sw)
-                        g_half, gp = 8.0, None
-                    x, y, qvar = naive_grid_step(cands, rm, step_s, centre, g_half, 1.0,
+                        g_half, gp = 6.0, None
+                    x, y, qvar = naive_grid_step(cands, rm, step_s, centre, g_half, 1.5,
                                                  (floors[best].width_m, floors[best].depth_m), gp)
                 x = min(max(x, 0.0), floors[best].width_m * 0.999999)
                 y = min(max(y, 0.0), floors[best].depth_m * 0.999999)
