@@ -205,15 +205,16 @@ def analyze(conn: psycopg.Connection, store: str, from_us: int, to_us: int, sett
         reads, d = load_reads(conn, dims.store_id, lo_us, hi_us, am, block, n_blocks)
         dropped += d
         n_reads += len(reads)
+        if len(reads) == 0:
+            continue
         if model is None:
             # learnt once per run from the first block (a deterministic set of whole tags)
             model = fit_presence_model(reads, am, zm, segment_gap_s=params["trip_gap_s"])
             fitted = True
-            if len(reads):
-                with conn.transaction():
-                    conn.execute("INSERT INTO presence_models (store_id, layout_sha256, from_ts, to_ts, n_reads, "
-                                 "model) VALUES (%s, %s, %s, %s, %s, %s)",
-                                 (dims.store_id, sha, _dt(lo_us), _dt(hi_us), len(reads), json.dumps(model.to_json())))
+            with conn.transaction():
+                conn.execute("INSERT INTO presence_models (store_id, layout_sha256, from_ts, to_ts, n_reads, "
+                             "model) VALUES (%s, %s, %s, %s, %s, %s)",
+                             (dims.store_id, sha, _dt(lo_us), _dt(hi_us), len(reads), json.dumps(model.to_json())))
         pres = zone_presence(reads, model, am, segment_gap_s=params["trip_gap_s"]).zones_only()
         visits = visits_from_presence(pres.tag, pres.zone, pres.start_us, pres.end_us,
                                       gap_s=params["gap_s"], min_dwell_s=params["min_dwell_s"])
@@ -229,7 +230,7 @@ def analyze(conn: psycopg.Connection, store: str, from_us: int, to_us: int, sett
         zone_codes = np.array(zm.zone, dtype=object)
         trip_parts.append((trips.tag[t_keep], trips.start_us[t_keep], trips.end_us[t_keep], trips.n_reads[t_keep],
                            [zone_codes[paths.path(int(i))].tolist() for i in t_keep]))
-        if with_heatmap and len(reads):
+        if with_heatmap:
             from analytics.heatmap import compute_heatmap
             from analytics.positions import fit_path_loss
 

@@ -166,3 +166,14 @@ def test_real_copy_matches_parser(db):
     tag, ts, ant, rssi, cnt = parse_pgcopy_reads(buf)
     assert (tag[0], ant[0], rssi[0], cnt[0]) == (7, 3, -6150, 2)
     assert ts[0] == parse_ts_us("2026-11-20T02:00:00.25+00:00") == 1_795_140_000_250_000
+
+
+def test_analyze_range_without_reads(db, mini_layout_path):
+    lay = load_layout(mini_layout_path)
+    upsert_layout(db, lay)
+    res = analyze(db, lay.store, T0, T0 + H, Settings(), block_reads=1)
+    assert (res.reads, res.visits, res.trips, res.heatmap_cells) == (0, 0, 0, 0)
+    assert db.execute("SELECT count(*) FROM presence_models").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM analysis_runs WHERE finished_at IS NOT NULL").fetchone()[0] == 1
+    with pytest.raises(Exception, match="empty range"):
+        analyze(db, lay.store, T0, T0, Settings())
