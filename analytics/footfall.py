@@ -106,7 +106,7 @@ def occupancy(ff: np.ndarray, close_us: np.ndarray) -> np.ndarray:
 
 
 def local_midnights_us(from_us: int, to_us: int, timezone: str) -> np.ndarray:
-    """Local midnights (epoch microseconds) in ``(from_us, to_us]`` of ``timezone``: default closing instants."""
+    """Local midnights (epoch microseconds) in ``(from_us, to_us]`` of ``timezone`` (default closings)."""
     tz = ZoneInfo(timezone)
     start = datetime.fromtimestamp(from_us / 1e6, tz)
     day = datetime(start.year, start.month, start.day, tzinfo=tz)

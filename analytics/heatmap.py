@@ -134,7 +134,7 @@ def compute_heatmap(reads: Reads, antennas: AntennaMap, layout: Layout, customer
                     from_us: int, to_us: int, bucket_s: int = 3600, step_s: float = 1.0,
                     model: PathLossModel | None = None, range_model: RangeModel | None = None,
                     method: str = "grid") -> np.ndarray:
-    """Customer tag-seconds per cell (``cell_m`` metres) per floor per ``bucket_s`` bucket in ``[from_us, to_us)``.
+    """Customer tag-seconds per ``cell_m`` cell per floor per ``bucket_s`` bucket in ``[from_us, to_us)``.
 
     ``customer``: bool per read row, True for customer tags (all reads of a tag must agree). The
     path-loss and range models are learnt from all reads (staff help calibrate) unless given;
@@ -157,6 +157,6 @@ def compute_heatmap(reads: Reads, antennas: AntennaMap, layout: Layout, customer
     cust_tags = tags[first]
     if len(cust_tags) == 0:
         return np.zeros(0, HEAT_DTYPE)
-    pos = estimate_positions(reads, antennas, layout, step_s=step_s, model=model, tags=cust_tags, method=method,
-                             range_model=range_model)
+    pos = estimate_positions(reads, antennas, layout, step_s=step_s, model=model, tags=cust_tags,
+                             method=method, range_model=range_model)
     return bin_positions(pos, layout, cell_m, from_us, to_us, bucket_s)

@@ -44,9 +44,8 @@ from numba import njit, prange
 from analytics.data import AntennaMap, Reads
 from storeflow.layout import Layout
 
-__all__ = ["PathLossModel", "RangeModel", "Positions", "POSITION_DTYPE", "estimate_positions", "fit_path_loss",
-           "fit_range_model",
-           "floor_geometry"]
+__all__ = ["PathLossModel", "RangeModel", "Positions", "POSITION_DTYPE", "estimate_positions",
+           "fit_path_loss", "fit_range_model", "floor_geometry"]
 
 from analytics.config import NJIT as _NJIT
 from analytics.config import NJIT_PARALLEL as _NJIT_PAR
@@ -391,7 +390,8 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
             k = t // step_us
             if r > a and t - tprev > gap_us:  # close the segment, open a new one
                 n_seg = row - seg_row0
-                _finish_segment(out_x[base:], out_y[base:], out_fl[base:], valid, seg_row0 - base, n_seg, half)
+                _finish_segment(out_x[base:], out_y[base:], out_fl[base:], valid, seg_row0 - base, n_seg,
+                                half)
                 seg_row0 = row
                 k_first = k
                 has_prior = False
@@ -509,7 +509,8 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
             qy = y
             qf = best
             qk = k
-        _finish_segment(out_x[base:], out_y[base:], out_fl[base:], valid, seg_row0 - base, row - seg_row0, half)
+        _finish_segment(out_x[base:], out_y[base:], out_fl[base:], valid, seg_row0 - base, row - seg_row0,
+                        half)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -530,7 +531,8 @@ class _Params:
     grid_spacing_m: float = 1.5
 
 
-def _validate(reads: Reads, antennas: AntennaMap, layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _validate(reads: Reads, antennas: AntennaMap,
+              layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     n = len(reads)
     for name, dt in (("tag", np.int32), ("ts_us", np.int64), ("antenna", np.int32), ("rssi_dbm", np.float32),
                      ("count", np.int32)):
@@ -685,7 +687,8 @@ def _fit_range_model(reads: Reads, antennas: AntennaMap, ant_fl: np.ndarray, row
     tab = np.minimum.accumulate(tab)
     res = rssi - tab[b] - offset[an]
     sigma = float(np.sqrt(np.sum(c * res * res) / max(np.sum(c), 1.0))) if len(res) else 6.0
-    return RangeModel(bin_m, rate, tab, gain, offset, float(np.clip(sigma, 1.0, 20.0)), background, neighbour_m)
+    return RangeModel(bin_m, rate, tab, gain, offset, float(np.clip(sigma, 1.0, 20.0)), background,
+                      neighbour_m)
 
 
 def _params(step_s: float, max_gap_s: float, smooth_s: float, speed_mps: float, fl_w: np.ndarray,
@@ -820,7 +823,8 @@ def estimate_positions(reads: Reads, antennas: AntennaMap, layout: Layout, step_
     if model is None:
         model = fit_path_loss(reads, antennas, layout, step_s=step_s)
     elif model.p0_dbm.shape != (len(antennas),):
-        raise ValueError(f"model.p0_dbm: needs one value per antenna ({len(antennas)}), got {model.p0_dbm.shape}")
+        raise ValueError(f"model.p0_dbm: needs one value per antenna ({len(antennas)}), "
+                         f"got {model.p0_dbm.shape}")
     if range_model is not None and (range_model.gain.shape != (len(antennas),)
                                     or range_model.offset_db.shape != (len(antennas),)):
         raise ValueError(f"range_model: needs gain and offset_db per antenna ({len(antennas)})")
