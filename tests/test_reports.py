@@ -253,6 +253,11 @@ def test_compare_previous_and_year(rdb: psycopg.Connection) -> None:
     assert (s["footfall"], s["footfall_prev"], s["footfall_delta"]) == (10, 50, -40)
     with pytest.raises(BadInput, match="--by day"):
         R.counter_kpis_compare(rdb, STORE, *DAY, mode="previous", by="day")
+    # with a breakdown, rows are matched on (label, counter): gold at C03 on 11-21 vs 11-20
+    t = {(r["tier"], r["zone"]): r for r in R.counter_kpis_compare(rdb, STORE, *next_day, "previous", by="tier")}
+    assert (t["gold", "C03"]["visitors"], t["gold", "C03"]["visitors_prev"], t["gold", "C03"]["revenue_delta"]) == (
+        1, 0, 70.0)
+    assert list(t["gold", "C03"])[:5] == ["tier", "zone", "visitors", "visitors_prev", "visitors_delta"]
 
 
 def test_comparison_periods() -> None:
