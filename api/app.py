@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from psycopg.errors import DataError, QueryCanceled
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 
 from api.auth import Principal, lookup_token
@@ -51,7 +52,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "unknown store, floor, member or token"},
     413: {"model": Problem, "description": "more rows than the row cap: narrow the period"},
     422: {"model": InvalidRequest, "description": "a parameter or the body is invalid"},
-    503: {"model": Problem, "description": "the query hit the time limit: narrow the period"},
+    503: {"model": Problem, "description": "the query hit the time limit (narrow the period) or the server is busy"},
 }
 
 
@@ -124,6 +125,12 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     async def bad_value(_: Request, exc: DataError) -> JSONResponse:
         # a value the database cannot hold (a NUL in text, a number out of range): the caller's input
         return JSONResponse({"detail": f"invalid value: {str(exc).splitlines()[0]}"}, status_code=400)
+
+    @app.exception_handler(PoolTimeout)
+    async def busy(_: Request, exc: PoolTimeout) -> JSONResponse:
+        # every pooled connection stayed busy for the pool's timeout: overload, not a bug of the request
+        return JSONResponse({"detail": "the server is busy; try again in a moment"}, status_code=503,
+                            headers={"Retry-After": "5"})
 
     @app.exception_handler(QueryCanceled)
     async def timeout(_: Request, exc: QueryCanceled) -> JSONResponse:

@@ -306,9 +306,12 @@ async def _load(base: str, path: str, headers: dict[str, str], clients: int, req
         nonlocal errors
         for _ in todo:
             t0 = time.perf_counter()
-            r = await c.get(path, headers=headers)
+            try:
+                status = (await c.get(path, headers=headers)).status_code
+            except httpx.HTTPError:
+                status = 0
             latencies.append((time.perf_counter() - t0) * 1000)
-            if r.status_code != 200:
+            if status != 200:
                 errors += 1
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -328,7 +331,7 @@ def _pandas_app(url: str) -> Any:
     from fastapi import FastAPI
     from psycopg_pool import ConnectionPool
 
-    pool = ConnectionPool(url, min_size=1, max_size=8, open=True)
+    pool = ConnectionPool(url, min_size=1, max_size=8, open=True, timeout=600)
     app = FastAPI()
 
     @app.get("/counters")
@@ -404,7 +407,9 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--requests", type=int, default=400, help="requests per endpoint")
-    ap.add_argument("--pandas-requests", type=int, default=100)
+    ap.add_argument("--pandas-requests", type=int, default=50)
+    ap.add_argument("--reuse", metavar="DATABASE", help="reuse a database kept by --keep (skip generating)")
+    ap.add_argument("--uncached-requests", type=int, default=5)
     ap.add_argument("--keep", action="store_true", help="keep the scratch database")
     ap.add_argument("--serve-pandas", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -421,21 +426,28 @@ def main() -> None:
     from storeflow.settings import Settings
     from storeflow.store import upsert_layout
 
-    name = f"sf_bench_api_{uuid.uuid4().hex[:8]}"
+    name = args.reuse or f"sf_bench_api_{uuid.uuid4().hex[:8]}"
     url = _admin_url(name)
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+    if not args.reuse:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
     procs: list[subprocess.Popen[bytes]] = []
     try:
         t0 = time.perf_counter()
-        with psycopg.connect(url) as conn:
-            migrate(conn, Settings(timescaledb="auto", database_url=url))
-            upsert_layout(conn, parse_layout(synth_layout(STORE, 40, name="Bench store (40 counters)")))
-            counts = populate(conn, STORE, FIRST_DAY, args.days, args.trips_per_day)
-            conn.autocommit = True
-            for table in ("trips", "visits", "purchases", "door_counts", "heatmap_cells", "tags", "members"):
-                conn.execute(f"VACUUM ANALYZE {table}")
-            token = create_token(conn, "viewer", [STORE], "bench")[1]
+        if args.reuse:
+            with psycopg.connect(url) as conn:
+                counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
+                          for t in ("trips", "visits", "purchases", "door_counts", "heatmap_cells")}
+                token = create_token(conn, "viewer", [STORE], "bench")[1]
+        else:
+            with psycopg.connect(url) as conn:
+                migrate(conn, Settings(timescaledb="auto", database_url=url))
+                upsert_layout(conn, parse_layout(synth_layout(STORE, 40, name="Bench store (40 counters)")))
+                counts = populate(conn, STORE, FIRST_DAY, args.days, args.trips_per_day)
+                conn.autocommit = True
+                for table in ("trips", "visits", "purchases", "door_counts", "heatmap_cells", "tags", "members"):
+                    conn.execute(f"VACUUM ANALYZE {table}")
+                token = create_token(conn, "viewer", [STORE], "bench")[1]
         print(f"data: one store, 40 counters, {args.days} days from {FIRST_DAY}, ~{args.trips_per_day} trips/day "
               f"(weekends +40 %), built in {time.perf_counter() - t0:.0f} s")
         print("  rows: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
@@ -464,13 +476,31 @@ def main() -> None:
             ("dashboard page HTML", f"/floor?store={STORE}", cookie),
         ]
         print(f"\nHTTP latency, {args.clients} concurrent clients, {args.requests} requests each "
-              f"(uvicorn, 1 process, 127.0.0.1):")
+              f"(uvicorn, 1 process, 127.0.0.1; report cache on, as deployed: the first request computes):")
         print(f"  {'endpoint':<24} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'req/s':>7}  errors")
         results = {}
         for label, path, headers in endpoints:
             r = asyncio.run(_load(base, path, headers, args.clients, args.requests))
             results[label] = r
             print(f"  {label:<24} {r['p50']:8.1f} {r['p95']:8.1f} {r['max']:8.1f} {r['rps']:7.1f}  {r['errors']}")
+
+        # the same endpoints without the report cache: what every request would cost without it
+        uport = _free_port()
+        procs.append(subprocess.Popen([str(Path(sys.executable).with_name("storeflow")), "serve", "--database-url", url,
+                                       "--host", "127.0.0.1", "--port", str(uport)],
+                                      env={**env, "STOREFLOW_API_CACHE_S": "0"}, stdout=subprocess.DEVNULL))
+        ubase = f"http://127.0.0.1:{uport}"
+        _wait_up(ubase, procs[-1])
+        print(f"\nsame endpoints without the report cache (STOREFLOW_API_CACHE_S=0): 1 client x "
+              f"{args.uncached_requests} requests, then {args.clients} clients x {args.clients} requests:")
+        print(f"  {'endpoint':<24} {'1 client p50':>12} {'p95 ms':>8} {'req/s':>7} | {args.clients} clients p50 {'p95 ms':>8}")
+        uncached = {}
+        for label, path, headers in endpoints[:-1]:
+            one = asyncio.run(_load(ubase, path, headers, 1, args.uncached_requests))
+            many = uncached[label] = asyncio.run(_load(ubase, path, headers, args.clients, args.clients))
+            print(f"  {label:<24} {one['p50']:12.1f} {one['p95']:8.1f} {one['rps']:7.1f} | "
+                  f"{many['p50']:16.1f} {many['p95']:8.1f}")
+        procs.pop().terminate()
 
         pport = _free_port()
         procs.append(subprocess.Popen([sys.executable, __file__, "--serve-pandas", url, str(pport)],
@@ -491,8 +521,11 @@ def main() -> None:
         print(f"\nalternative: counters (month) computed per request with pandas from raw rows "
               f"({args.pandas_requests} requests, same {args.clients} clients; results agree: {agree})")
         print(f"  pandas per request       {alt['p50']:8.1f} {alt['p95']:8.1f} {alt['max']:8.1f} {alt['rps']:7.1f}  {alt['errors']}")
-        print(f"  ratio pandas / API: p50 {alt['p50'] / api['p50']:.1f}x, p95 {alt['p95'] / api['p95']:.1f}x, "
+        print(f"  ratio pandas / API (cached): p50 {alt['p50'] / api['p50']:.1f}x, p95 {alt['p95'] / api['p95']:.1f}x, "
               f"throughput {api['rps'] / alt['rps']:.1f}x")
+        raw = uncached["counters (month)"]
+        print(f"  ratio pandas / API (no cache, SQL per request): p50 {alt['p50'] / raw['p50']:.1f}x, "
+              f"p95 {alt['p95'] / raw['p95']:.1f}x, throughput {raw['rps'] / alt['rps']:.1f}x")
         procs.pop().terminate()
 
         print(f"\ndashboard load in headless Chromium (1440x900, navigation -> network idle and plots drawn), "
@@ -504,7 +537,11 @@ def main() -> None:
     finally:
         for proc in procs:
             proc.terminate()
-            proc.wait(10)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         if not args.keep:
             with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -286,7 +286,7 @@ async function drawPaths(store) {
   Plotly.newPlot("sankey", [{type: "sankey", arrangement: "snap",
     node: {label: nodes, x: nx, y: ny, pad: 10, thickness: 14, hovertemplate: "%{label}<br>%{value} trips<extra></extra>"},
     link: {source: src, target: dst, value: val, hovertemplate: "%{source.label} → %{target.label}<br>%{value} trips<extra></extra>"}}],
-    {margin: {l: 10, r: 10, t: 30, b: 10}, height: 520,
+    {margin: {l: 10, r: 10, t: 44, b: 10}, height: 520,
       title: {text: "Top paths from the entrance: each column is the next counter visited", font: {size: 14}}},
     {responsive: true, displaylogo: false});
   return "";

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel, ConfigDict, Field
 
 from analytics import reports as rp
 from api.app import principal, require_role, store_guard
@@ -21,6 +22,58 @@ from api.auth import Principal
 from api.database import TooManyRows
 
 router = APIRouter(tags=["reports"])
+
+
+class PathCount(BaseModel):
+    path: list[str] = Field(description="counter ids in the order visited (SPEC section 3)")
+    trips: int = Field(description="customer trips that took exactly this path")
+
+
+class HeatCell(BaseModel):
+    x_m: float = Field(description="cell centre, metres from the floor's left edge")
+    y_m: float = Field(description="cell centre, metres from the floor's bottom edge")
+    seconds: float = Field(description="customer tag-seconds spent in the cell")
+
+
+class Heatmap(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    store: str
+    floor: int
+    cell_m: float = Field(description="cell edge (metres)")
+    width_m: float
+    depth_m: float
+    from_: str = Field(alias="from", description="period start (ISO 8601)")
+    to: str = Field(description="period end, exclusive (ISO 8601)")
+    cells: list[HeatCell] = Field(description="cells with time only; the others are 0")
+
+
+class TrafficHour(BaseModel):
+    hour: int = Field(ge=0, le=23, description="hour of day, store time")
+    entries: int
+    exits: int
+    previous_entries: int = Field(description="entries in this hour over the previous period")
+    occupancy_avg: float = Field(description="average people in the store at the end of the hour")
+
+
+class TrafficDay(BaseModel):
+    day: str = Field(description="YYYY-MM-DD, store time")
+    entries: int
+    exits: int
+
+
+class Traffic(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    store: str
+    from_: str = Field(alias="from", description="period start (ISO 8601)")
+    to: str = Field(description="period end, exclusive (ISO 8601)")
+    footfall: int = Field(description="door entries in the period")
+    previous_footfall: int = Field(description="door entries in the previous period of the same length")
+    change: float | None = Field(description="footfall / previous_footfall - 1; null without a previous footfall")
+    peak_hour: int | None
+    hours: list[TrafficHour]
+    days: list[TrafficDay]
 
 FromQ = Query(None, alias="from", description="start: YYYY-MM-DD (store time zone) or ISO 8601 with offset")
 ToQ = Query(None, description="end (exclusive): YYYY-MM-DD or ISO 8601 with offset")
@@ -168,9 +221,9 @@ def concentration(request: Request, store: str, from_: str | None = FromQ, to: s
     return _cached(request, info, p, compute)
 
 
-@router.get("/stores/{store}/paths", summary="Most frequent paths, most frequent first")
+@router.get("/stores/{store}/paths", summary="Most frequent paths, most frequent first", response_model=list[PathCount])
 def paths(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
-          top: int = Query(20, ge=1, le=1000), who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+          top: int = Query(20, ge=1, le=1000), who: Principal = Depends(principal)) -> Any:
     store_guard(request, store, who)
     db = request.app.state.db
     with db.connection() as conn:
@@ -183,10 +236,11 @@ def paths(request: Request, store: str, from_: str | None = FromQ, to: str | Non
     return _cached(request, info, p, compute)
 
 
-@router.get("/stores/{store}/heatmap", summary="Customer tag-seconds per cell of one floor (cells with time only)")
+@router.get("/stores/{store}/heatmap", summary="Customer tag-seconds per cell of one floor (cells with time only)",
+            response_model=Heatmap)
 def heatmap(request: Request, store: str, floor: int, from_: str | None = FromQ, to: str | None = ToQ,
             cell: float | None = Query(None, gt=0, le=50, description="cell edge in metres (a multiple of the stored cell)"),
-            who: Principal = Depends(principal)) -> dict[str, Any]:
+            who: Principal = Depends(principal)) -> Any:
     store_guard(request, store, who)
     db = request.app.state.db
     with db.connection() as conn:
@@ -196,7 +250,7 @@ def heatmap(request: Request, store: str, floor: int, from_: str | None = FromQ,
         with db.connection() as conn:
             grid = rp.heatmap(conn, store, floor, p.start, p.end, cell)
         return {"store": store, "floor": floor, "cell_m": grid.cell_m, "width_m": grid.width_m,
-                "depth_m": grid.depth_m, "from": p.start, "to": p.end,
+                "depth_m": grid.depth_m, "from": p.start.isoformat(), "to": p.end.isoformat(),
                 "cells": [c for c in grid.rows() if c["seconds"] > 0]}
 
     return _cached(request, info, p, compute)
@@ -234,9 +288,10 @@ def tiers(request: Request, store: str, who: Principal = Depends(principal)) -> 
     return [r["tier"] for r in rows] + ["anonymous"]
 
 
-@router.get("/stores/{store}/traffic", summary="Door footfall by hour of day and by day, with the previous period")
+@router.get("/stores/{store}/traffic", summary="Door footfall by hour of day and by day, with the previous period",
+            response_model=Traffic)
 def traffic(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
-            who: Principal = Depends(principal)) -> dict[str, Any]:
+            who: Principal = Depends(principal)) -> Any:
     store_guard(request, store, who)
     db = request.app.state.db
     with db.connection() as conn:
@@ -260,7 +315,8 @@ def traffic(request: Request, store: str, from_: str | None = FromQ, to: str | N
     footfall = sum(h["entries"] for h in hours)
     previous = sum(h["previous_entries"] for h in hours)
     peak = max(hours, key=lambda h: h["entries"]) if footfall else None
-    return {"store": store, "from": p.start, "to": p.end, "footfall": footfall, "previous_footfall": previous,
+    return {"store": store, "from": p.start.isoformat(), "to": p.end.isoformat(), "footfall": footfall,
+            "previous_footfall": previous,
             "change": (footfall - previous) / previous if previous else None,
             "peak_hour": peak["hour"] if peak else None, "hours": hours,
             "days": [{"day": d["g"].isoformat(), "entries": d["entries"], "exits": d["exits"]} for d in days]}

@@ -7,11 +7,30 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field
 
 from api.app import principal, store_guard
 from api.auth import Principal
 
 router = APIRouter(tags=["stores"])
+
+
+class FloorInfo(BaseModel):
+    floor: int
+    width_m: float
+    depth_m: float
+    plan: str | None = Field(description="the layout's `plan:` (a path relative to the layout file)")
+    has_plan_image: bool = Field(description="the image was stored at layout import")
+    plan_url: str | None = Field(description="where to get the image; null without one")
+
+
+class Occupancy(BaseModel):
+    store: str
+    since: str = Field(description="local midnight today (ISO 8601)")
+    footfall: int = Field(description="door entries since midnight")
+    exits: int
+    occupancy: int = Field(description="people in the store now: entries - exits, not below 0")
+    last_count: str | None = Field(description="time of the latest door count (ISO 8601)")
 
 
 @router.get("/stores", summary="Stores the caller may see")
@@ -45,8 +64,9 @@ def layout(request: Request, store: str, who: Principal = Depends(principal)) ->
 _PLAN_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/svg+xml")
 
 
-@router.get("/stores/{store}/floors", summary="Floors with their size and whether a plan image is stored")
-def floors(request: Request, store: str, who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+@router.get("/stores/{store}/floors", summary="Floors with their size and whether a plan image is stored",
+            response_model=list[FloorInfo])
+def floors(request: Request, store: str, who: Principal = Depends(principal)) -> Any:
     store_guard(request, store, who)
     rows = request.app.state.db.fetch(
         "SELECT f.floor, f.width_m, f.depth_m, f.plan, f.plan_image IS NOT NULL AS has_plan_image "
@@ -82,8 +102,9 @@ def _local_midnight(tz: str) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-@router.get("/stores/{store}/occupancy", summary="Live occupancy and today's footfall from the door counters")
-def occupancy(request: Request, store: str, who: Principal = Depends(principal)) -> dict[str, Any]:
+@router.get("/stores/{store}/occupancy", summary="Live occupancy and today's footfall from the door counters",
+            response_model=Occupancy)
+def occupancy(request: Request, store: str, who: Principal = Depends(principal)) -> Any:
     store_guard(request, store, who)
     db = request.app.state.db
     tz = db.fetch("SELECT timezone FROM stores WHERE store = %s", (store,))[0]["timezone"]
