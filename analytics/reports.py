@@ -438,13 +438,13 @@ def counter_kpis(conn: psycopg.Connection, store: str, start: datetime, end: dat
         SELECT {gv} AS g, v.zone_id,
                count(*) FILTER (WHERE v.passby),
                coalesce(array_agg(v.dwell_s) FILTER (WHERE NOT v.passby), '{{}}'),
-               coalesce(array_agg(v.tag_id) FILTER (WHERE NOT v.passby), '{{}}')
+               coalesce(array_agg(v.tag_id) FILTER (WHERE NOT v.passby), '{{}}'),
+               min(v.trip_start) FILTER (WHERE NOT v.passby), max(v.trip_end) FILTER (WHERE NOT v.passby)
         FROM visits v {_tags_join(by, 'v')}
         WHERE v.store_id = %(sid)s AND v.start_ts >= %(start)s AND v.start_ts < %(end)s AND v.customer
         GROUP BY {_group_key(by, _TIER_TAG)}, 2"""
     # A visitor is a buyer when their member bought at this counter within [trip start, trip end +
-    # window]. Purchases are bounded by the extent of the trips overlapping the period (a visit's trip
-    # is one of them) so the join reads only those.
+    # window]. Purchases are bounded by the extent of the visits' trips so the join reads only those.
     buyers_sql = f"""
         SELECT {gv} AS g, v.zone_id, array_agg(v.tag_id)
         FROM visits v JOIN tags t ON t.tag_id = v.tag_id LEFT JOIN members m ON m.member = t.member
@@ -461,16 +461,15 @@ def counter_kpis(conn: psycopg.Connection, store: str, start: datetime, end: dat
         WHERE p.store_id = %(sid)s AND p.ts >= %(start)s AND p.ts < %(end)s
         GROUP BY {_group_key(by, _TIER_PURCHASE)}, 2"""
     with _report_scan(conn):
-        vis = {(g, z): _visit_stats(n_pass, dwell, tags)
-               for g, z, n_pass, dwell, tags in _fetch_arrays(conn, visits_sql, p)}
+        rows = _fetch_arrays(conn, visits_sql, p)
+        vis = {(g, z): _visit_stats(n_pass, dwell, tags) for g, z, n_pass, dwell, tags, _, _ in rows}
         seen = {g: _n_distinct(tags) for g, tags in _fetch_arrays(conn, _seen_sql(by), p)}
         buyers: dict[tuple[Any, int], int] = {}
-        extent = conn.execute(
-            "SELECT min(start_ts), max(end_ts) FROM trips WHERE store_id = %(sid)s AND start_ts < %(end)s "
-            "AND end_ts >= %(start)s AND customer", p).fetchone()  # type: ignore[arg-type]
-        if vis and extent is not None and extent[0] is not None:
+        trip_starts = [r[5] for r in rows if r[5] is not None]
+        if trip_starts:
+            p_to = max(r[6] for r in rows if r[6] is not None)
             buyers = {(g, z): _n_distinct(tags) for g, z, tags in _fetch_arrays(
-                conn, buyers_sql, {**p, "p_from": extent[0], "p_to": extent[1]})}
+                conn, buyers_sql, {**p, "p_from": min(trip_starts), "p_to": p_to})}
         revenue = {(g, z): a for g, z, a in conn.execute(revenue_sql, p)}  # type: ignore[arg-type]
 
     groups = _all_groups(by, period, info.tz, [*seen, *(g for g, _ in vis), *(g for g, _ in revenue)])

@@ -399,3 +399,14 @@ def test_reports_restore_the_session_settings(rdb: psycopg.Connection) -> None:
     settings = rdb.execute("SELECT current_setting('work_mem'), current_setting('enable_indexscan'), "
                            "current_setting('plan_cache_mode')").fetchone()
     assert settings == ("8MB", "on", "auto")
+
+
+def test_purchase_before_the_period_in_a_trip_that_started_before(rdb: psycopg.Connection) -> None:
+    # T2's trip G starts 11-19 23:50 and visits C02 at 00:05 on the 20th. A purchase at C02 at 23:55
+    # (before the period, inside the trip) makes T2 a buyer at C02 on the 20th, even when the trip's
+    # own row is missing (its start day was never analysed).
+    rdb.execute("DELETE FROM trips WHERE start_ts = '2026-11-19T23:50:00+08:00'")
+    rdb.execute("INSERT INTO purchases (store_id, ts, member, zone_id, amount, receipt) "
+                "SELECT store_id, '2026-11-19T23:55:00+08:00', 'M2', zone_id, 10, 'R9' FROM zones WHERE zone = 'C02'")
+    c02 = by_zone(R.counter_kpis(rdb, STORE, *DAY))["C02"]
+    assert (c02["buyers"], c02["revenue"]) == (2, 195.0)  # R9 is before the period: not its revenue
