@@ -63,13 +63,13 @@ def _measure(store: str, scenario: str):
 
 
 # Measured with bench/accuracy_sim.py (400 shoppers, 2 h, seed 1) when these markers were set:
-_F1 = {("boutique", "easy"): 0.72, ("boutique", "hard"): 0.64, ("department", "easy"): 0.65,
+_F1 = {("boutique", "easy"): 0.71, ("boutique", "hard"): 0.62, ("department", "easy"): 0.61,
        ("department", "hard"): 0.43}
 _PARAMS = [pytest.param(k, marks=pytest.mark.slow, id=f"{k[0]}-{k[1]}") for k in CASES]
 
 
 @pytest.mark.parametrize("case", _PARAMS)
-@pytest.mark.xfail(strict=True, reason="visit F1 below the 0.90 bar (measured 0.43-0.72, see _F1): false and "
+@pytest.mark.xfail(strict=True, reason="visit F1 below the 0.90 bar (measured 0.43-0.71, see _F1): false and "
                                        "fragmented visits near counter edges")
 def test_visit_f1_bar(case):
     assert _measure(*case).f1 >= 0.90
@@ -81,7 +81,8 @@ def test_dwell_error_bar(case):
 
 
 @pytest.mark.parametrize("case", _PARAMS)
-@pytest.mark.xfail(strict=True, reason="per-counter visitors over-counted (false visits): total +7 % to +90 %")
+@pytest.mark.xfail(strict=True, reason="per-counter visitors over-counted (false visits): total +8 % to +85 %, "
+                                       "9-50 % of counters within 10 %")
 def test_visitors_bar(case):
     acc = _measure(*case)
     assert acc.visitors_max_abs_rel_err <= 0.10
