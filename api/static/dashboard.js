@@ -309,14 +309,15 @@ async function drawTraffic(store) {
       customdata: hourLabels, hovertemplate: "%{customdata}: %{y} entries (previous period)<extra></extra>"},
     {type: "scatter", mode: "lines+markers", name: "people in the store (average)", x: hours, y: t.hours.map((h) => h.occupancy_avg),
       yaxis: "y2", line: {color: "#d9480f"}, customdata: hourLabels, hovertemplate: "%{customdata}: %{y} people on average<extra></extra>"}],
-    {barmode: "group", margin: {l: 60, r: 60, t: 60, b: 45}, title: {text: "By hour of day (store time)", font: {size: 14}},
-      legend: {orientation: "h", x: 0, y: 1.12},
+    {barmode: "group", margin: {l: 60, r: 60, t: 40, b: 90}, title: {text: "By hour of day (store time)", font: {size: 14}},
+      legend: {orientation: "h", x: 0, y: -0.22},
       xaxis: {title: {text: "hour of day"}, range: [-0.5, 23.5], tickvals: hours, ticktext: hours.map(String)},
       yaxis: {title: {text: "entries"}, rangemode: "tozero"},
       yaxis2: {title: {text: "people in the store"}, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false}, height: 420},
     {responsive: true, displaylogo: false});
   const dayLabel = (d) => new Date(d + "T12:00:00Z").toLocaleDateString(undefined, {weekday: "short", day: "numeric", month: "short", timeZone: "UTC"});
   Plotly.newPlot("daily", [{type: "bar", x: t.days.map((d) => dayLabel(d.day)), y: t.days.map((d) => d.entries), marker: {color: "#0b6bcb"},
+    width: t.days.length < 5 ? 0.4 : undefined,
     hovertemplate: "%{x}: %{y} entries<extra></extra>"}],
     {margin: {l: 60, r: 20, t: 40, b: 60}, title: {text: "Footfall by day", font: {size: 14}}, height: 320,
       xaxis: {type: "category"}, yaxis: {title: {text: "entries"}, rangemode: "tozero"}},
