@@ -6,7 +6,6 @@ headers and bodies conform to the schema."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg

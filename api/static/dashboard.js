@@ -101,6 +101,7 @@ async function draw() {
     status(e.message, true);
   }
   delete document.body.dataset.busy;
+  document.body.dataset.drawnMs = performance.now().toFixed(0);  // since navigation start (bench)
   document.body.dataset.drawn = String(++drawCount);  // tests wait on this
 }
 
