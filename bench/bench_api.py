@@ -289,6 +289,16 @@ def _wait_up(base: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) ->
     raise SystemExit("server did not start")
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s (a server still busy with requests the clients gave up on)."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _pct(xs: list[float], q: float) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
@@ -516,7 +526,7 @@ def main() -> None:
             many = uncached[label] = asyncio.run(_load(ubase, path, headers, args.clients, args.clients))
             print(f"  {label:<24} {one['p50']:12.1f} {one['p95']:8.1f} {one['rps']:7.1f} | "
                   f"{many['p50']:16.1f} {many['p95']:8.1f}")
-        procs.pop().terminate()
+        _stop(procs.pop())
 
         pport = _free_port()
         procs.append(subprocess.Popen([sys.executable, __file__, "--serve-pandas", url, str(pport)],
@@ -542,19 +552,14 @@ def main() -> None:
         raw = uncached["counters (month)"]
         print(f"  ratio pandas / API (no cache, SQL per request): p50 {alt['p50'] / raw['p50']:.1f}x, "
               f"p95 {alt['p95'] / raw['p95']:.1f}x, throughput {raw['rps'] / alt['rps']:.1f}x")
-        procs.pop().terminate()
+        _stop(procs.pop())
 
         _print_chromium(base, token, last, args.days)
         goal = [k for k, r in results.items() if r["p95"] >= 150]
         print(f"\np95 goal (< 150 ms) missed by: {', '.join(goal) if goal else 'none'}")
     finally:
         for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop(proc)
         if not args.keep:
             with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
