@@ -70,6 +70,7 @@ class PresenceModel:
     trans: np.ndarray         # float64 (S, S): transition probabilities per step (0 = not allowed)
     rssi_span_db: float       # width of the uniform outlier component (dB)
     step_s: float             # time step (s)
+    min_stay_s: float = 0.0   # shortest stay in a zone the decoder allows (s); 0: no minimum
 
     @property
     def n_states(self) -> int:
@@ -79,13 +80,15 @@ class PresenceModel:
         """Plain JSON-able dict (lists of floats), e.g. for the presence_models table."""
         return {"state_zone": self.state_zone.tolist(), "p_detect": self.p_detect.tolist(),
                 "mu_dbm": self.mu_dbm.tolist(), "sd_db": self.sd_db.tolist(), "trans": self.trans.tolist(),
-                "rssi_span_db": self.rssi_span_db, "step_s": self.step_s}
+                "rssi_span_db": self.rssi_span_db, "step_s": self.step_s,
+                "min_stay_s": self.min_stay_s}
 
     @staticmethod
     def from_json(d: dict) -> PresenceModel:
         return PresenceModel(np.array(d["state_zone"], np.int32), np.array(d["p_detect"], np.float64),
                              np.array(d["mu_dbm"], np.float64), np.array(d["sd_db"], np.float64),
-                             np.array(d["trans"], np.float64), float(d["rssi_span_db"]), float(d["step_s"]))
+                             np.array(d["trans"], np.float64), float(d["rssi_span_db"]), float(d["step_s"]),
+                             float(d.get("min_stay_s", 0.0)))
 
 
 @dataclass(frozen=True)
@@ -244,27 +247,32 @@ def rssi_bin(r: float) -> int:
 
 @numba.njit(**NJIT)
 def _viterbi_segment(n_steps, obs_step, obs_ant, obs_rssi, n_obs, base, table, pred_ptr, pred_idx, pred_logp,
-                     out_state):
-    """Decode one segment into out_state[:n_steps]; returns the best log-likelihood."""
-    n_s = base.shape[0]
+                     emit_of, out_state):
+    """Decode one segment into out_state[:n_steps]; returns the best log-likelihood.
+
+    The decoded graph may hold more states than the model (``emit_of``: model state of each
+    decoded state, e.g. the entry chain of a zone); ``out_state`` holds model states.
+    """
+    n_b = base.shape[0]
+    n_s = emit_of.shape[0]
     score = np.empty(n_s)
     new = np.empty(n_s)
-    em = np.empty(n_s)
+    em = np.empty(n_b)
     back = np.empty((n_steps, n_s), np.int16)
     o = 0
     for k in range(n_steps):
-        for s in range(n_s):
+        for s in range(n_b):
             em[s] = base[s]
         while o < n_obs and obs_step[o] == k:
             a = obs_ant[o]
             b = rssi_bin(obs_rssi[o])
-            for s in range(n_s):
+            for s in range(n_b):
                 em[s] += table[a, b, s]
             o += 1
         if k == 0:
             for s in range(n_s):
                 # uniform start over states
-                score[s] = em[s]
+                score[s] = em[emit_of[s]]
                 back[0, s] = s
         else:
             for s in range(n_s):
@@ -275,7 +283,7 @@ def _viterbi_segment(n_steps, obs_step, obs_ant, obs_rssi, n_obs, base, table, p
                     if v > best:
                         best = v
                         arg = pred_idx[e]
-                new[s] = best + em[s]
+                new[s] = best + em[emit_of[s]]
                 back[k, s] = arg
             for s in range(n_s):
                 score[s] = new[s]
@@ -286,14 +294,14 @@ def _viterbi_segment(n_steps, obs_step, obs_ant, obs_rssi, n_obs, base, table, p
             best = score[s]
             arg = s
     for k in range(n_steps - 1, -1, -1):
-        out_state[k] = arg
+        out_state[k] = emit_of[arg]
         arg = back[k, arg]
     return best
 
 
 @numba.njit(**NJIT_PARALLEL)
 def _decode_all(ts_us, antenna, rssi, seg_off, step_off, step_us, n_ant, base, table, pred_ptr, pred_idx,
-                pred_logp, n_blocks, want_stats):
+                pred_logp, emit_of, n_blocks, want_stats):
     """Viterbi over every segment (prange over blocks of segments).
 
     Returns the decoded state of every step (segments concatenated per ``step_off``) and, when
@@ -331,7 +339,8 @@ def _decode_all(ts_us, antenna, rssi, seg_off, step_off, step_us, n_ant, base, t
             k0 = step_off[g]
             nk = step_off[g + 1] - k0
             out = states[k0:k0 + nk]
-            _viterbi_segment(nk, obs_step, obs_ant, obs_rssi, m, base, table, pred_ptr, pred_idx, pred_logp, out)
+            _viterbi_segment(nk, obs_step, obs_ant, obs_rssi, m, base, table, pred_ptr, pred_idx, pred_logp, emit_of,
+                             out)
             if want_stats:
                 for k in range(nk):
                     st_steps[b, out[k]] += 1.0
@@ -344,6 +353,54 @@ def _decode_all(ts_us, antenna, rssi, seg_off, step_off, step_us, n_ant, base, t
                     st_sum[b, s, a] += obs_rssi[i]
                     st_sq[b, s, a] += obs_rssi[i] * obs_rssi[i]
     return states, st_steps, st_det, st_sum, st_sq, st_tr
+
+
+def _inside_of_beside(state_zone: np.ndarray) -> np.ndarray:
+    """int64 (S,): for a "beside z" state, the "in z" state; -1 for every other state.
+
+    State layout of :func:`fit_presence_model`: 0 far | 1..n_z in zone | n_z+1..2n_z beside zone.
+    """
+    n_s = state_zone.shape[0]
+    n_z = (n_s - 1) // 2
+    out = np.full(n_s, -1, np.int64)
+    if n_s == 2 * n_z + 1 and n_z > 0 and (state_zone[1:n_z + 1] >= 0).all() and (state_zone[n_z + 1:] < 0).all():
+        out[n_z + 1:] = np.arange(1, n_z + 1)
+    return out
+
+
+@numba.njit(**NJIT_PARALLEL)
+def _fill_beside(states, step_off, inside_of):
+    """Relabel a run of "beside z" steps that lies between two stays in z as "in z" (in place).
+
+    The weakly read far part of a counter looks like the aisle beside it; a tag placed beside z
+    between two stays in z, and nowhere else in between, is taken to have stayed in z. Without
+    this one long stay decodes as several short ones.
+    """
+    n_seg = step_off.shape[0] - 1
+    for g in numba.prange(n_seg):
+        k0 = step_off[g]
+        k1 = step_off[g + 1]
+        k = k0
+        last_in = -1          # state of the last "in z" step seen
+        while k < k1:
+            s = states[k]
+            if inside_of[s] >= 0 and inside_of[s] == last_in:
+                j = k
+                while j < k1 and inside_of[states[j]] == last_in:
+                    j += 1
+                if j < k1 and states[j] == last_in:
+                    for i in range(k, j):
+                        states[i] = last_in
+                k = j
+                continue
+            if inside_of[s] < 0 and s != 0 and s >= 0:
+                # an "in z" state (0 is far)
+                last_in = s
+            elif s == 0:
+                last_in = -1
+            elif inside_of[s] != last_in:
+                last_in = -1
+            k += 1
 
 
 @numba.njit(**NJIT)
@@ -425,6 +482,35 @@ def _pred_graph(trans: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.array(ptr, np.int64), np.array(idx, np.int64), np.array(logp, np.float64)
 
 
+def _entry_chains(trans: np.ndarray, state_zone: np.ndarray, min_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Expand every zone state into an entry chain so that a stay in a zone lasts >= ``min_steps``.
+
+    Returns the expanded transition matrix and ``emit_of`` (int64: model state of each expanded
+    state). The model state keeps its index and becomes the chain's last element (self-loop and
+    exits); ``min_steps - 1`` new states in front of it are entered from every predecessor and
+    step forward with probability 1. ``min_steps <= 1`` returns the model unchanged.
+    """
+    n_s = trans.shape[0]
+    zones = np.flatnonzero(state_zone >= 0)
+    extra = max(min_steps - 1, 0)
+    if extra == 0 or zones.size == 0:
+        return trans, np.arange(n_s, dtype=np.int64)
+    n_x = n_s + extra * zones.size
+    out = np.zeros((n_x, n_x))
+    out[:n_s, :n_s] = trans
+    emit_of = np.concatenate((np.arange(n_s), np.repeat(zones, extra))).astype(np.int64)
+    for i, z in enumerate(zones):
+        first = n_s + i * extra
+        chain = list(range(first, first + extra)) + [int(z)]
+        src = np.flatnonzero(trans[:, z] > 0)
+        src = src[src != z]
+        out[src, first] = trans[src, z]     # entering z enters the chain's head
+        out[src, z] = 0.0
+        for a, b in zip(chain[:-1], chain[1:]):
+            out[a, b] = 1.0
+    return out, emit_of
+
+
 def _emission_arrays(model: PresenceModel) -> tuple[np.ndarray, ...]:
     p = np.clip(model.p_detect, _P_MIN, _P_MAX)
     log_q = np.log1p(-p)
@@ -447,11 +533,12 @@ def _run_decode(reads: Reads, model: PresenceModel, seg_off: np.ndarray, want_st
     step_us = int(round(model.step_s * 1e6))
     step_off, seg_tag, seg_t0 = _step_layout(reads, seg_off, step_us)
     base, table = _emission_arrays(model)
-    pred_ptr, pred_idx, pred_logp = _pred_graph(model.trans)
+    trans, emit_of = _entry_chains(model.trans, model.state_zone, int(round(model.min_stay_s / model.step_s)))
+    pred_ptr, pred_idx, pred_logp = _pred_graph(trans)
     n_seg = len(seg_off) - 1
     nb = n_blocks or max(1, min(n_seg, 8 * numba.get_num_threads()))
     res = _decode_all(reads.ts_us, reads.antenna, reads.rssi_dbm.astype(np.float64), seg_off, step_off,
-                      step_us, model.p_detect.shape[1], base, table, pred_ptr, pred_idx, pred_logp, nb,
+                      step_us, model.p_detect.shape[1], base, table, pred_ptr, pred_idx, pred_logp, emit_of, nb,
                       want_stats)
     return res, step_off, seg_tag, seg_t0, step_us
 
@@ -470,6 +557,7 @@ def zone_presence(reads: Reads, model: PresenceModel, antennas: AntennaMap, segm
         return Presence(e32, e32.copy(), e64, e64.copy())
     seg_off = segment_reads(reads, segment_gap_s)
     (states, *_), step_off, seg_tag, seg_t0, step_us = _run_decode(reads, model, seg_off, False)
+    _fill_beside(states, step_off, _inside_of_beside(model.state_zone))
     tag, zone, start, end = _runs(states, seg_off, step_off, seg_tag, seg_t0, step_us, model.state_zone)
     return Presence(tag, zone, start, end)
 
@@ -556,14 +644,15 @@ def _sample(reads: Reads, max_reads: int) -> Reads:
 
 def fit_presence_model(reads: Reads, antennas: AntennaMap, zones: ZoneMap, *, step_s: float = 1.0,
                        segment_gap_s: float = 1200.0, em_rounds: int = 4,
-                       max_fit_reads: int = 2_000_000) -> PresenceModel:
+                       max_fit_reads: int = 2_000_000, min_stay_s: float = 0.0) -> PresenceModel:
     """Learn a store's presence HMM from its reads and layout (self-calibration, no ground truth).
 
     States: 0 = far from every antenna; one state per zone with antennas ("in zone z"); one per
     such zone for the aisle right beside it ("beside zone z": read by z's antennas, weaker and
     less often, e.g. a shopper walking along the counter's edge). ``step_s``: decode time step (s).
     ``max_fit_reads``: the model is fitted on a deterministic sample of whole tags of about this
-    many reads (the rest is only decoded).
+    many reads (the rest is only decoded). ``min_stay_s``: shortest stay in a zone the decoder
+    allows (s; entry chains, see :func:`_entry_chains`), 0 for none.
     """
     _validate(reads, antennas)
     if step_s <= 0:
@@ -648,7 +737,7 @@ def fit_presence_model(reads: Reads, antennas: AntennaMap, zones: ZoneMap, *, st
         dest = dest[dest != s_]
         prior_tr[s_, dest] = leave / len(dest)
         prior_tr[s_, s_] = 1.0 - leave
-    model = PresenceModel(state_zone, p0, mu0, sd0, prior_tr, rssi_span, step_s)
+    model = PresenceModel(state_zone, p0, mu0, sd0, prior_tr, rssi_span, step_s, min_stay_s)
     p0, mu0 = _coverage_constraint(p0, mu0, own, inside, beside)
 
     # --- hard EM (Viterbi training) ----------------------------------------------------------
@@ -673,7 +762,8 @@ def fit_presence_model(reads: Reads, antennas: AntennaMap, zones: ZoneMap, *, st
             p[s_by, mine], mu[s_by, mine], sd[s_by, mine] = p0[s_by, mine], mu0[s_by, mine], sd0[s_by, mine]
             trans[s_by] = prior_tr[s_by]
         p, mu = _coverage_constraint(p, mu, own, inside, beside)
-        model = PresenceModel(state_zone, np.clip(p, _P_MIN, _P_MAX), mu, sd, trans, rssi_span, step_s)
+        model = PresenceModel(state_zone, np.clip(p, _P_MIN, _P_MAX), mu, sd, trans, rssi_span, step_s,
+                              min_stay_s)
     return model
 
 

@@ -105,3 +105,50 @@ def step_emissions_naive(ts_us, antenna, rssi, step_us: int, p, mu, sd, outlier_
                     tot += math.log(1 - p[s, a])
             em[k, s] = tot
     return em
+
+
+def fill_beside_naive(states: list[int], inside_of: list[int]) -> list[int]:
+    """Relabel every maximal run of "beside z" states (``inside_of[s]`` = the "in z" state) whose
+    neighbours on both sides are that same "in z" state, as "in z"."""
+    out = list(states)
+    k = 0
+    while k < len(out):
+        z = inside_of[out[k]]
+        if z < 0:
+            k += 1
+            continue
+        j = k
+        while j < len(out) and inside_of[out[j]] == z:
+            j += 1
+        if k > 0 and j < len(out) and states[k - 1] == z and states[j] == z:
+            out[k:j] = [z] * (j - k)
+        k = j
+    return out
+
+
+def min_stay_viterbi_naive(log_em: np.ndarray, log_trans: np.ndarray, chained: list[int],
+                           min_steps: int) -> float:
+    """Best path score (uniform start) when every stay in a ``chained`` state lasts >= ``min_steps``
+    steps, unless the stay is cut by the segment's start or end; the first ``min_steps - 1`` steps
+    of a chained stay pay no self-transition (the stay's length is fixed until then). Brute force
+    over all state sequences: tiny inputs only."""
+    import itertools
+
+    T, S = log_em.shape
+    best = -math.inf
+    for path in itertools.product(range(S), repeat=T):
+        v = float(log_em[0, path[0]]) + sum(float(log_trans[path[k - 1], path[k]] + log_em[k, path[k]])
+                                            for k in range(1, T))
+        k = 0
+        while k < T:
+            j = k
+            while j < T and path[j] == path[k]:
+                j += 1
+            if path[k] in chained:
+                if k > 0 and j < T and j - k < min_steps:
+                    v = -math.inf
+                    break
+                v -= (min(j - k, min_steps) - 1) * float(log_trans[path[k], path[k]])
+            k = j
+        best = max(best, v)
+    return best

@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 from analytics import presence as P
 from analytics.data import Reads, antenna_map, zone_map
 from storeflow.layout import load_layout
-from tests.naive import step_emissions_naive, viterbi_naive
+from tests.naive import fill_beside_naive, min_stay_viterbi_naive, step_emissions_naive, viterbi_naive
 
 S = 1_000_000
 T0 = 1_700_000_000 * S  # every synthetic tag starts its plan here
@@ -89,7 +89,8 @@ def test_viterbi_kernel_matches_reference(fitted, seed, n_reads):
                        np.full(n_ant, -1, np.int64), np.zeros(n_ant, np.int64))
     T = int((ts[-1] - ts[0]) // S + 1)
     out = np.empty(T, np.int16)
-    best = P._viterbi_segment(T, o_step, o_ant, o_rssi, m, base, table, ptr, idx, logp, out)
+    best = P._viterbi_segment(T, o_step, o_ant, o_rssi, m, base, table, ptr, idx, logp,
+                              np.arange(model.n_states, dtype=np.int64), out)
     # the model's RSSI resolution: nearest 0.5 dB bin centre
     rssi_q = P.RSSI_LO_DBM + P.RSSI_BIN_DB * np.array([P.rssi_bin(r) for r in rssi])
     em = step_emissions_naive(ts, ant, rssi_q, S, np.clip(model.p_detect, P._P_MIN, P._P_MAX), model.mu_dbm,
@@ -103,6 +104,57 @@ def test_viterbi_kernel_matches_reference(fitted, seed, n_reads):
 
     assert best == pytest.approx(score(ref), rel=1e-9, abs=1e-6)
     assert score(out.tolist()) == pytest.approx(score(ref), rel=1e-9, abs=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 7), st.integers(1, 4))
+def test_min_stay_chains_match_reference(seed, T, min_steps):
+    """Entry chains (a zone stay lasts >= min_steps): the decoded score equals brute force over all
+    paths that respect the minimum stay, and the decoded path obeys it."""
+    rng = np.random.default_rng(seed)
+    state_zone = np.array([-1, 0, 1, -1, -1], np.int32)        # far | in 0, in 1 | beside 0, beside 1
+    S = len(state_zone)
+    trans = rng.random((S, S)) * (rng.random((S, S)) < 0.7)
+    np.fill_diagonal(trans, rng.random(S) + 0.5)
+    trans /= trans.sum(axis=1, keepdims=True)
+    log_em = rng.normal(0, 2, (T, S))
+    # one observation per step at its own "antenna" whose table row is that step's emissions
+    table = np.zeros((T, P.RSSI_BINS, S))
+    table[:, :, :] = log_em[:, None, :]
+    o_step, o_ant, o_rssi = np.arange(T, dtype=np.int64), np.arange(T, dtype=np.int32), np.full(T, -60.0)
+    xtrans, emit_of = P._entry_chains(trans, state_zone, min_steps)
+    ptr, idx, logp = P._pred_graph(xtrans)
+    out = np.empty(T, np.int16)
+    best = P._viterbi_segment(T, o_step, o_ant, o_rssi, T, np.zeros(S), table, ptr, idx, logp, emit_of, out)
+    with np.errstate(divide="ignore"):
+        lt = np.log(trans)
+    ref = min_stay_viterbi_naive(log_em, lt, [1, 2], min_steps)
+    assert best == pytest.approx(ref, rel=1e-9, abs=1e-9)
+    # the decoded path respects the minimum stay in the middle of the segment
+    path = out.tolist()
+    k = 0
+    while k < T:
+        j = k
+        while j < T and path[j] == path[k]:
+            j += 1
+        if path[k] in (1, 2) and k > 0 and j < T:
+            assert j - k >= min_steps
+        k = j
+    assert np.allclose(xtrans.sum(axis=1), 1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 4), max_size=30), max_size=5))
+def test_fill_beside_matches_reference(segs):
+    """A beside-z run between two stays in z becomes "in z"; nothing else changes."""
+    state_zone = np.array([-1, 0, 1, -1, -1], np.int32)
+    inside_of = P._inside_of_beside(state_zone)
+    assert inside_of.tolist() == [-1, -1, -1, 1, 2]
+    states = np.array([s for seg in segs for s in seg], np.int16)
+    step_off = np.concatenate(([0], np.cumsum([len(seg) for seg in segs]))).astype(np.int64)
+    P._fill_beside(states, step_off, inside_of)
+    ref = [s for seg in segs for s in fill_beside_naive(seg, inside_of.tolist())]
+    assert states.tolist() == ref
 
 
 def _truth_zone_at(zm, plan, t_s):
