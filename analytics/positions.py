@@ -349,7 +349,7 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
                       ant_x, ant_y, ant_fl, p0, exponent, sigma_db, fl_w, fl_d,
                       step_us, gap_us, half, speed_mps, d_min, d_max, iters, huber_c,
                       use_grid, nb_start, nb_idx, mu_tab, lmu_tab, rssi_tab, inv_bin, inv2s2,
-                      grid_half_m, grid_spacing_m,
+                      grid_half_m, grid_spacing_m, reset_m,
                       out_ts, out_fl, out_x, out_y, read_row, want_rows):  # pragma: no cover - jit
     nt = starts.shape[0] - 1
     n_fl = fl_w.shape[0]
@@ -479,6 +479,10 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
                             ccnt[nc] = 0.0
                             crs[nc] = 0.0
                             nc += 1
+                if use_prior and (qx - sx0 / sw0) ** 2 + (qy - sy0 / sw0) ** 2 > reset_m * reset_m:
+                    # the antennas reading the tag cannot hear it at the prior: the track is lost (a
+                    # local grid around the prior would never reach the tag again), so start afresh
+                    use_prior = False
                 if use_prior:
                     pv = qvar + (speed_mps * (k - qk) * step_s) ** 2
                     cx = qx
@@ -608,16 +612,18 @@ def _run(reads: Reads, antennas: AntennaMap, fl_w: np.ndarray, fl_d: np.ndarray,
     if rmodel is None:
         z = np.zeros((1, 1))
         grid = (False, np.zeros(len(antennas) + 1, np.int64), np.zeros(0, np.int64), z, z, z, 1.0, 1.0)
+        reset_m = math.inf
     else:
         nb_start, nb_idx = _neighbours(antennas, ant_fl, rmodel.neighbour_m)
         grid = (True, nb_start, nb_idx, *_antenna_tables(rmodel, p.step_us * 1e-6),
                 1.0 / (2.0 * rmodel.sigma_db ** 2))
+        reset_m = rmodel.neighbour_m  # learnt range where reads fall to 10 % of peak
     if n:
         _positions_kernel(reads.ts_us, reads.antenna, reads.rssi_dbm, reads.count, starts, active, row_off,
                           antennas.x_m.astype(np.float64), antennas.y_m.astype(np.float64), ant_fl,
                           model.p0_dbm.astype(np.float64), float(model.exponent), float(model.sigma_db),
                           fl_w, fl_d, p.step_us, p.gap_us, p.half, p.speed_mps, p.d_min, p.d_max, p.iters,
-                          p.huber_c, *grid, p.grid_half_m, p.grid_spacing_m,
+                          p.huber_c, *grid, p.grid_half_m, p.grid_spacing_m, reset_m,
                           out_ts, out_fl, out_x, out_y, read_row, want_rows)
     out_tag = np.repeat(tags, counts).astype(np.int32)
     return out_tag, out_ts, out_fl, out_x, out_y, read_row

@@ -184,14 +184,16 @@ def naive_positions(reads: Reads, antennas: AntennaMap, layout: Layout, model: P
                             if b not in seen:
                                 seen.add(int(b))
                                 cands.append((float(antennas.x_m[b]), float(antennas.y_m[b]), 0.0, 0.0, int(b)))
+                    sw = sum(pooled[a][0] for a in heard)
+                    centroid = (sum(pooled[a][0] * antennas.x_m[a] for a in heard) / sw,
+                                sum(pooled[a][0] * antennas.y_m[a] for a in heard) / sw)
+                    if pr is not None and math.hypot(prior[1] - centroid[0], prior[2] - centroid[1]) > rm.neighbour_m:
+                        pr = None  # lost track: the reading antennas cannot hear the tag at the prior
                     if pr is not None:
                         pv = qvar + (speed_mps * (k - prior[3]) * step_s) ** 2
                         centre, g_half, gp = (prior[1], prior[2]), min(6.0, 3 * math.sqrt(pv) + 3.0), (prior[1], prior[2], pv)
                     else:
-                        sw = sum(pooled[a][0] for a in heard)
-                        centre = (sum(pooled[a][0] * antennas.x_m[a] for a in heard) / sw,
-                                  sum(pooled[a][0] * antennas.y_m[a] for a in heard) / sw)
-                        g_half, gp = 6.0, None
+                        centre, g_half, gp = centroid, 6.0, None
                     x, y, qvar = naive_grid_step(cands, rm, step_s, centre, g_half, 1.5,
                                                  (floors[best].width_m, floors[best].depth_m), gp)
                 x = min(max(x, 0.0), floors[best].width_m * 0.999999)
