@@ -19,7 +19,7 @@ from psycopg.errors import DataError, QueryCanceled
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 
-from api.auth import Principal, lookup_token
+from api.auth import Principal, hash_token, lookup_token
 from api.database import Database, TooManyRows
 from storeflow.contract import BadInput
 from storeflow.settings import Settings, get_settings
@@ -67,10 +67,29 @@ def principal(request: Request, bearer: HTTPAuthorizationCredentials | None = De
         raise HTTPException(401, "missing API token (Authorization: Bearer <token>)",
                             headers={"WWW-Authenticate": "Bearer"})
     with db.connection() as conn:
-        who = lookup_token(conn, token)
+        who = _check_token(conn, token)
     if who is None:
         raise HTTPException(401, "invalid, expired or revoked API token", headers={"WWW-Authenticate": "Bearer"})
     return who
+
+
+#: last_used_at is refreshed at most this often (seconds), so requests with one token do not queue on
+#: a write to its row; validity (revoked, expired) is still checked on every request
+TOKEN_TOUCH_S = 60
+
+
+def _check_token(conn: Any, token: str) -> Principal | None:
+    """Like :func:`api.auth.lookup_token`, but a read on most requests."""
+    row = conn.execute(
+        "SELECT token_id, name, role, stores, last_used_at > now() - make_interval(secs => %s) FROM api_tokens "
+        "WHERE token_hash = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+        (TOKEN_TOUCH_S, hash_token(token))).fetchone()
+    if row is None:
+        return None
+    if not row[4]:
+        return lookup_token(conn, token)  # also sets last_used_at
+    conn.commit()
+    return Principal(int(row[0]), row[1], row[2], tuple(row[3]) if row[3] is not None else None)
 
 
 def require_role(role: str):  # type: ignore[no-untyped-def]

@@ -432,6 +432,7 @@ def main() -> None:
     ap.add_argument("--pandas-requests", type=int, default=50)
     ap.add_argument("--reuse", metavar="DATABASE", help="reuse a database kept by --keep (skip generating)")
     ap.add_argument("--skip-load", action="store_true", help="only the Chromium load time (first visit uncached)")
+    ap.add_argument("--only-cached", action="store_true", help="only the load test of the server as deployed")
     ap.add_argument("--uncached-requests", type=int, default=5)
     ap.add_argument("--keep", action="store_true", help="keep the scratch database")
     ap.add_argument("--serve-pandas", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS)
@@ -510,6 +511,8 @@ def main() -> None:
             results[label] = r
             print(f"  {label:<24} {r['p50']:8.1f} {r['p95']:8.1f} {r['max']:8.1f} {r['rps']:7.1f}  {r['errors']}")
 
+        if args.only_cached:
+            return
         # the same endpoints without the report cache: what every request would cost without it
         uport = _free_port()
         procs.append(subprocess.Popen([str(Path(sys.executable).with_name("storeflow")), "serve", "--database-url", url,
