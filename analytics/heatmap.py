@@ -17,7 +17,7 @@ from analytics.data import AntennaMap, Reads
 from analytics.positions import PathLossModel, Positions, RangeModel, estimate_positions, floor_geometry
 from storeflow.layout import Layout
 
-__all__ = ["HEAT_DTYPE", "compute_heatmap", "bin_positions"]
+__all__ = ["HEAT_DTYPE", "compute_heatmap", "bin_positions", "walkable_cells"]
 
 from analytics.config import NJIT as _NJIT
 
@@ -62,12 +62,108 @@ def _bin_kernel(ts_us, fl_idx, x_m, y_m, use, step_us, from_us, to_us, bucket_us
     return n_out
 
 
+@njit(**_NJIT)
+def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us, bucket_us, b0, cell_m,
+                   nx, ny, cell_off, n_cells, walk, grid):  # pragma: no cover - jit
+    """Like :func:`_bin_kernel` (dense), but each row's seconds are shared over the cells by the mass of a
+    Gaussian (sigma = sqrt(var_m2), per axis, cut at 3 sigma) in each cell, over walkable cells only.
+
+    Rows with sigma below a tenth of a cell, or whose whole Gaussian lies on unwalkable cells, go to
+    the cell holding the point. Bucket slots outside ``grid`` are skipped (the caller chunks buckets).
+    """
+    n_slots = grid.shape[0]
+    wx = np.empty(64)
+    wy = np.empty(64)
+    for r in range(ts_us.shape[0]):
+        if not use[r]:
+            continue
+        t0 = max(ts_us[r], from_us)
+        t1 = min(ts_us[r] + step_us, to_us)
+        if t0 >= t1:
+            continue
+        f = fl_idx[r]
+        x = x_m[r]
+        y = y_m[r]
+        px = min(max(int(math.floor(x / cell_m)), 0), nx[f] - 1)
+        py = min(max(int(math.floor(y / cell_m)), 0), ny[f] - 1)
+        sig = math.sqrt(max(var_m2[r], 0.0))
+        i0 = px
+        i1 = px
+        j0 = py
+        j1 = py
+        tot = 0.0
+        if sig >= 0.1 * cell_m:
+            rad = min(3.0 * sig, 31.0 * cell_m)
+            i0 = max(int(math.floor((x - rad) / cell_m)), 0)
+            i1 = min(int(math.floor((x + rad) / cell_m)), nx[f] - 1)
+            j0 = max(int(math.floor((y - rad) / cell_m)), 0)
+            j1 = min(int(math.floor((y + rad) / cell_m)), ny[f] - 1)
+            k = 1.0 / (sig * math.sqrt(2.0))
+            for i in range(i0, i1 + 1):
+                wx[i - i0] = 0.5 * (math.erf(((i + 1) * cell_m - x) * k) - math.erf((i * cell_m - x) * k))
+            for j in range(j0, j1 + 1):
+                wy[j - j0] = 0.5 * (math.erf(((j + 1) * cell_m - y) * k) - math.erf((j * cell_m - y) * k))
+            for i in range(i0, i1 + 1):
+                for j in range(j0, j1 + 1):
+                    if walk[cell_off[f] + i * ny[f] + j]:
+                        tot += wx[i - i0] * wy[j - j0]
+        if tot <= 0.0:  # a point (or nothing walkable around it): the cell holding it
+            i0 = px
+            i1 = px
+            j0 = py
+            j1 = py
+            wx[0] = 1.0
+            wy[0] = 1.0
+            tot = 1.0
+        while t0 < t1:
+            bk = t0 // bucket_us
+            e = min(t1, (bk + 1) * bucket_us)
+            base = (bk - b0) * n_cells
+            if 0 <= base < n_slots:
+                sec = (e - t0) * 1e-6 / tot
+                for i in range(i0, i1 + 1):
+                    for j in range(j0, j1 + 1):
+                        c = cell_off[f] + i * ny[f] + j
+                        if walk[c] or i0 == i1 and j0 == j1:
+                            grid[base + c] += sec * wx[i - i0] * wy[j - j0]
+            t0 = e
+
+
+def walkable_cells(layout: Layout, cell_m: float) -> np.ndarray:
+    """Bool per cell (floors in order, ``ix * ny + iy`` within a floor): False where the cell centre lies
+    inside a ``staff_only`` zone (customers never stand there)."""
+    fl_num, fl_w, fl_d = floor_geometry(layout)
+    out = []
+    for f, w, d in zip(fl_num, fl_w, fl_d):
+        nx = int(np.ceil(w / cell_m - 1e-9))
+        ny = int(np.ceil(d / cell_m - 1e-9))
+        cx = ((np.arange(nx) + 0.5) * cell_m)[:, None].repeat(ny, 1)
+        cy = ((np.arange(ny) + 0.5) * cell_m)[None, :].repeat(nx, 0)
+        walk = np.ones((nx, ny), np.bool_)
+        for z in layout.zones:
+            if z.kind != "staff_only" or z.floor != f:
+                continue
+            inside = np.zeros((nx, ny), np.bool_)
+            poly = z.polygon
+            for (x1, y1), (x2, y2) in zip(poly, poly[1:] + poly[:1]):  # even-odd ray casting
+                cross = (y1 > cy) != (y2 > cy)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    xi = x1 + (cy - y1) * (x2 - x1) / (y2 - y1)
+                inside ^= cross & (cx < xi)
+            walk &= ~inside
+        out.append(walk.ravel())
+    return np.concatenate(out) if out else np.zeros(0, np.bool_)
+
+
 def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, to_us: int,
-                  bucket_s: int = 3600, customer_tags: np.ndarray | None = None) -> np.ndarray:
+                  bucket_s: int = 3600, customer_tags: np.ndarray | None = None,
+                  spread: bool = False) -> np.ndarray:
     """Tag-seconds per (floor, bucket, ix, iy) of ``pos`` within ``[from_us, to_us)``; HEAT_DTYPE rows.
 
-    ``customer_tags``: tag ids to count (all when None). Rows come sorted by (floor, bucket_us, ix, iy)
-    and only cells with seconds > 0.
+    ``customer_tags``: tag ids to count (all when None). ``spread``: share each row's seconds over
+    the walkable cells (:func:`walkable_cells`) by its position uncertainty (``pos.var_m2``, a
+    Gaussian per axis; the expected tag-seconds per cell) instead of the one cell holding the point.
+    Rows come sorted by (floor, bucket_us, ix, iy) and only cells with seconds > 0.
     """
     if not (isinstance(cell_m, (int, float)) and math.isfinite(cell_m) and cell_m > 0):
         raise ValueError(f"cell_m: must be a positive number of metres, got {cell_m!r}")
@@ -97,7 +193,23 @@ def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, t
     size = n_buckets * n_cells
     args = (pos.ts_us, fl_idx, pos.x_m, pos.y_m, use, step_us, from_us, to_us, bucket_us, b0, float(cell_m),
             nx, ny, cell_off, n_cells)
-    if size <= _DENSE_MAX:
+    if spread and pos.var_m2 is not None:
+        walk = walkable_cells(layout, float(cell_m))
+        per = max(1, _DENSE_MAX // max(n_cells, 1))  # buckets per dense chunk
+        flats, valss = [], []
+        for c0 in range(0, n_buckets, per):
+            nb = min(per, n_buckets - c0)
+            lo = max(from_us, (b0 + c0) * bucket_us)
+            hi = min(to_us, (b0 + c0 + nb) * bucket_us)
+            grid = np.zeros(nb * n_cells)
+            _spread_kernel(pos.ts_us, fl_idx, pos.x_m, pos.y_m, pos.var_m2, use, step_us, lo, hi, bucket_us,
+                           b0 + c0, float(cell_m), nx, ny, cell_off, n_cells, walk, grid)
+            nzf = np.flatnonzero(grid > 0)
+            flats.append(nzf + c0 * n_cells)
+            valss.append(grid[nzf])
+        flat = np.concatenate(flats)
+        vals = np.concatenate(valss)
+    elif size <= _DENSE_MAX:
         grid = np.zeros(size)
         _bin_kernel(*args, True, grid, np.zeros(0, np.int64), np.zeros(0))
         flat = np.flatnonzero(grid > 0)
@@ -133,7 +245,7 @@ def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, t
 def compute_heatmap(reads: Reads, antennas: AntennaMap, layout: Layout, customer: np.ndarray, cell_m: float,
                     from_us: int, to_us: int, bucket_s: int = 3600, step_s: float = 1.0,
                     model: PathLossModel | None = None, range_model: RangeModel | None = None,
-                    method: str = "grid") -> np.ndarray:
+                    method: str = "grid", spread: bool = True) -> np.ndarray:
     """Customer tag-seconds per ``cell_m`` cell per floor per ``bucket_s`` bucket in ``[from_us, to_us)``.
 
     ``customer``: bool per read row, True for customer tags (all reads of a tag must agree). The
@@ -159,4 +271,4 @@ def compute_heatmap(reads: Reads, antennas: AntennaMap, layout: Layout, customer
         return np.zeros(0, HEAT_DTYPE)
     pos = estimate_positions(reads, antennas, layout, step_s=step_s, model=model, tags=cust_tags,
                              method=method, range_model=range_model)
-    return bin_positions(pos, layout, cell_m, from_us, to_us, bucket_s)
+    return bin_positions(pos, layout, cell_m, from_us, to_us, bucket_s, spread=spread)

@@ -104,6 +104,7 @@ class Positions:
     step_s: float
     model: PathLossModel
     range_model: RangeModel | None = None
+    var_m2: np.ndarray | None = None  # float32 per row: posterior variance per axis (m^2); None = points
 
     def __len__(self) -> int:
         return int(self.tag.shape[0])
@@ -304,7 +305,7 @@ def _count_steps(ts_us, starts, active, step_us, gap_us):  # pragma: no cover - 
 
 
 @njit(**_NJIT)
-def _finish_segment(ox, oy, of, valid, r0, n, half):  # pragma: no cover - jit
+def _finish_segment(ox, oy, ov, of, valid, r0, n, half):  # pragma: no cover - jit
     """Interpolate steps without reads, then centred moving average (same floor) over +-half steps."""
     last = -1
     for j in range(r0, r0 + n):
@@ -316,19 +317,23 @@ def _finish_segment(ox, oy, of, valid, r0, n, half):  # pragma: no cover - jit
                         f = (q - last) / (j - last)
                         ox[q] = ox[last] + f * (ox[j] - ox[last])
                         oy[q] = oy[last] + f * (oy[j] - oy[last])
+                        ov[q] = ov[last] + f * (ov[j] - ov[last])
                     else:
                         ox[q] = ox[last]
                         oy[q] = oy[last]
+                        ov[q] = ov[last]
                     of[q] = of[last]
             last = j
     if half <= 0 or n < 2:
         return
     sxv = np.empty(n)
     syv = np.empty(n)
+    svv = np.empty(n)
     for j in range(n):
         f = of[r0 + j]
         cx = 0.0
         cy = 0.0
+        cv = 0.0
         c = 0
         lo = max(0, j - half)
         hi = min(n - 1, j + half)
@@ -336,12 +341,15 @@ def _finish_segment(ox, oy, of, valid, r0, n, half):  # pragma: no cover - jit
             if of[r0 + q] == f:
                 cx += ox[r0 + q]
                 cy += oy[r0 + q]
+                cv += ov[r0 + q]
                 c += 1
         sxv[j] = cx / c
         syv[j] = cy / c
+        svv[j] = cv / c
     for j in range(n):
         ox[r0 + j] = sxv[j]
         oy[r0 + j] = syv[j]
+        ov[r0 + j] = svv[j]
 
 
 @njit(**_NJIT_PAR)
@@ -350,7 +358,7 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
                       step_us, gap_us, half, speed_mps, d_min, d_max, iters, huber_c,
                       use_grid, nb_start, nb_idx, mu_tab, lmu_tab, rssi_tab, inv_bin, inv2s2,
                       grid_half_m, grid_spacing_m, reset_m,
-                      out_ts, out_fl, out_x, out_y, read_row, want_rows):  # pragma: no cover - jit
+                      out_ts, out_fl, out_x, out_y, out_v, read_row, want_rows):  # pragma: no cover - jit
     nt = starts.shape[0] - 1
     n_fl = fl_w.shape[0]
     step_s = step_us * 1e-6
@@ -390,7 +398,8 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
             k = t // step_us
             if r > a and t - tprev > gap_us:  # close the segment, open a new one
                 n_seg = row - seg_row0
-                _finish_segment(out_x[base:], out_y[base:], out_fl[base:], valid, seg_row0 - base, n_seg,
+                _finish_segment(out_x[base:], out_y[base:], out_v[base:], out_fl[base:], valid, seg_row0 - base,
+                                n_seg,
                                 half)
                 seg_row0 = row
                 k_first = k
@@ -498,6 +507,7 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
                                         use_prior, qx, qy, pv)
             else:
                 x, y = _solve_step(ax, ay, dd, ww, mm, use_prior, qx, qy, qw, iters, huber_c)
+                qvar = 0.0  # no posterior: a point estimate
             x = min(max(x, 0.0), fl_w[best] * 0.999999)
             y = min(max(y, 0.0), fl_d[best] * 0.999999)
             for q in range(row, cur):  # steps without reads since the last estimate
@@ -506,6 +516,7 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
             out_fl[cur] = best
             out_x[cur] = x
             out_y[cur] = y
+            out_v[cur] = qvar
             valid[cur - base] = True
             row = cur + 1
             has_prior = True
@@ -513,7 +524,8 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
             qy = y
             qf = best
             qk = k
-        _finish_segment(out_x[base:], out_y[base:], out_fl[base:], valid, seg_row0 - base, row - seg_row0,
+        _finish_segment(out_x[base:], out_y[base:], out_v[base:], out_fl[base:], valid, seg_row0 - base,
+                        row - seg_row0,
                         half)
 
 
@@ -608,6 +620,7 @@ def _run(reads: Reads, antennas: AntennaMap, fl_w: np.ndarray, fl_d: np.ndarray,
     out_fl = np.empty(n, np.int32)
     out_x = np.empty(n, np.float32)
     out_y = np.empty(n, np.float32)
+    out_v = np.empty(n, np.float32)
     read_row = np.full(len(reads) if want_rows else 0, -1, np.int64)
     if rmodel is None:
         z = np.zeros((1, 1))
@@ -624,9 +637,9 @@ def _run(reads: Reads, antennas: AntennaMap, fl_w: np.ndarray, fl_d: np.ndarray,
                           model.p0_dbm.astype(np.float64), float(model.exponent), float(model.sigma_db),
                           fl_w, fl_d, p.step_us, p.gap_us, p.half, p.speed_mps, p.d_min, p.d_max, p.iters,
                           p.huber_c, *grid, p.grid_half_m, p.grid_spacing_m, reset_m,
-                          out_ts, out_fl, out_x, out_y, read_row, want_rows)
+                          out_ts, out_fl, out_x, out_y, out_v, read_row, want_rows)
     out_tag = np.repeat(tags, counts).astype(np.int32)
-    return out_tag, out_ts, out_fl, out_x, out_y, read_row
+    return out_tag, out_ts, out_fl, out_x, out_y, read_row, out_v
 
 
 @njit(**_NJIT)
@@ -645,7 +658,7 @@ def _exposure(row_fl, row_x, row_y, ant_fl, ant_x, ant_y, bin_m, nb):  # pragma:
 def _fit_range_model(reads: Reads, antennas: AntennaMap, ant_fl: np.ndarray, rows: tuple, step_s: float,
                      bin_m: float = 0.5, max_m: float = 30.0) -> RangeModel:
     """Tabulate read rate and RSSI against distance from estimated positions (one EM M-step)."""
-    _, _, ofl, ox, oy, rrow = rows
+    _, _, ofl, ox, oy, rrow, _ = rows
     nb = int(round(max_m / bin_m))
     na = len(antennas)
     e = _exposure(ofl, ox.astype(np.float64), oy.astype(np.float64), ant_fl, antennas.x_m.astype(np.float64),
@@ -761,7 +774,7 @@ def fit_path_loss(reads: Reads, antennas: AntennaMap, layout: Layout, iterations
     ax = antennas.x_m.astype(np.float64)
     ay = antennas.y_m.astype(np.float64)
     for _ in range(iterations):
-        _, _, ofl, ox, oy, rrow = _run(reads, antennas, fl_w, fl_d, ant_fl, model, p, active, True)
+        _, _, ofl, ox, oy, rrow, _ = _run(reads, antennas, fl_w, fl_d, ant_fl, model, p, active, True)
         sel = rrow >= 0
         rows = rrow[sel]
         an = reads.antenna[sel]
@@ -841,6 +854,7 @@ def estimate_positions(reads: Reads, antennas: AntennaMap, layout: Layout, step_
     active = None
     if tags is not None:
         active = np.isin(reads.tag_bounds()[0], np.asarray(tags))
-    out_tag, out_ts, ofl, ox, oy, _ = _run(reads, antennas, fl_w, fl_d, ant_fl, model, p, active, False,
+    out_tag, out_ts, ofl, ox, oy, _, ov = _run(reads, antennas, fl_w, fl_d, ant_fl, model, p, active, False,
                                            range_model)
-    return Positions(out_tag, out_ts, fl_num[ofl] if len(ofl) else ofl, ox, oy, step_s, model, range_model)
+    return Positions(out_tag, out_ts, fl_num[ofl] if len(ofl) else ofl, ox, oy, step_s, model, range_model,
+                     ov if method == "grid" else None)

@@ -241,6 +241,56 @@ def naive_heatmap(rows: list[tuple[int, int, int, float, float]], step_s: float,
     return {k: v for k, v in out.items() if v > 0}
 
 
+def _in_polygon(x: float, y: float, poly) -> bool:  # type: ignore[no-untyped-def]
+    inside = False
+    for (x1, y1), (x2, y2) in zip(poly, list(poly[1:]) + [poly[0]]):
+        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+            inside = not inside
+    return inside
+
+
+def naive_spread_heatmap(rows: list[tuple[int, int, int, float, float, float]], step_s: float, layout: Layout,
+                         cell_m: float, from_us: int, to_us: int,
+                         bucket_s: int) -> dict[tuple[int, int, int, int], float]:
+    """Like :func:`naive_heatmap` for (tag, ts_us, floor, x_m, y_m, var_m2) rows, each row's seconds
+    shared over the cells not centred in a staff_only zone by the cell's mass of a Gaussian (sigma per
+    axis sqrt(var), cut at 3 sigma); a point (sigma < cell / 10) or nothing walkable: the point's cell."""
+    step_us = int(round(step_s * 1e6))
+    bucket_us = bucket_s * 1_000_000
+    out: dict[tuple[int, int, int, int], float] = defaultdict(float)
+    for _, ts, fl, x, y, var in rows:
+        f = layout.floor(fl)
+        nx, ny = math.ceil(f.width_m / cell_m - 1e-9), math.ceil(f.depth_m / cell_m - 1e-9)
+        px = min(max(math.floor(x / cell_m), 0), nx - 1)
+        py = min(max(math.floor(y / cell_m), 0), ny - 1)
+        staff = [z.polygon for z in layout.zones if z.kind == "staff_only" and z.floor == fl]
+        sig = math.sqrt(max(var, 0.0))
+        weights: dict[tuple[int, int], float] = {}
+        if sig >= 0.1 * cell_m:
+            rad = min(3 * sig, 31 * cell_m)
+
+            def mass(lo: float, hi: float, mu: float) -> float:
+                return 0.5 * (math.erf((hi - mu) / (sig * math.sqrt(2))) - math.erf((lo - mu) / (sig * math.sqrt(2))))
+            for i in range(max(math.floor((x - rad) / cell_m), 0), min(math.floor((x + rad) / cell_m), nx - 1) + 1):
+                for j in range(max(math.floor((y - rad) / cell_m), 0), min(math.floor((y + rad) / cell_m), ny - 1) + 1):
+                    c = ((i + 0.5) * cell_m, (j + 0.5) * cell_m)
+                    if not any(_in_polygon(c[0], c[1], p) for p in staff):
+                        w = mass(i * cell_m, (i + 1) * cell_m, x) * mass(j * cell_m, (j + 1) * cell_m, y)
+                        if w > 0:
+                            weights[(i, j)] = w
+        tot = sum(weights.values())
+        if tot <= 0:
+            weights, tot = {(px, py): 1.0}, 1.0
+        t, end = max(ts, from_us), min(ts + step_us, to_us)
+        while t < end:
+            b = (t // bucket_us) * bucket_us
+            e = min(end, b + bucket_us)
+            for (i, j), w in weights.items():
+                out[(fl, b, i, j)] += (e - t) / 1e6 * w / tot
+            t = e
+    return {k: v for k, v in out.items() if v > 0}
+
+
 def naive_footfall(ts: list[int], entries: list[int], exits: list[int], interval_s: int, from_us: int,
                    to_us: int) -> list[tuple[int, int, int]]:
     iv = interval_s * 1_000_000
@@ -259,7 +309,9 @@ def naive_footfall(ts: list[int], entries: list[int], exits: list[int], interval
 
 
 def synthetic_layout(floors: int = 1, width_m: float = 30.0, depth_m: float = 20.0, nx: int = 6,
-                     ny: int = 4) -> Layout:
+                     ny: int = 4, staff_room: bool = False) -> Layout:
+    """Floors of width_m x depth_m with an nx x ny antenna grid; ``staff_room``: a staff_only zone in
+    the bottom-left corner of floor 1 (a non-rectangular polygon inside [0, 4] x [0, 3] m)."""
     ants = []
     for f in range(1, floors + 1):
         for i in range(nx):
@@ -269,7 +321,9 @@ def synthetic_layout(floors: int = 1, width_m: float = 30.0, depth_m: float = 20
     readers = [{"reader": f"R{k}", "antennas": ants[k * 8:(k + 1) * 8]} for k in range((len(ants) + 7) // 8)]
     return parse_layout({"store": "synthetic", "timezone": "UTC",
                          "floors": [{"floor": f, "width_m": width_m, "depth_m": depth_m} for f in range(1, floors + 1)],
-                         "zones": [], "readers": readers, "doors": []})
+                         "zones": ([{"zone": "S1", "kind": "staff_only", "floor": 1,
+                                     "polygon": [[0, 0], [4, 0], [4, 3], [2, 3], [0, 1]]}] if staff_room else []),
+                         "readers": readers, "doors": []})
 
 
 def synthetic_reads(layout: Layout, n_tags: int, seconds: int, seed: int, hz: int = 4, p0_dbm: float = -38.0,

@@ -10,11 +10,12 @@ from hypothesis import strategies as st
 import analytics.heatmap as hm
 from analytics.heatmap import HEAT_DTYPE, bin_positions, compute_heatmap
 from analytics.positions import PathLossModel, Positions, estimate_positions
-from tests.naive_positions import naive_heatmap, synthetic_layout, synthetic_reads
+from tests.naive_positions import naive_heatmap, naive_spread_heatmap, synthetic_layout, synthetic_reads
 
 LAYOUT = synthetic_layout(floors=2, width_m=10.0, depth_m=7.3, nx=2, ny=2)
 T0 = 1_700_000_000_000_000 - 1_700_000_000_000_000 % 3_600_000_000  # an hour boundary
 MODEL = PathLossModel(np.full(8, -40.0), 2.0, 4.0)
+STAFF_LAYOUT = synthetic_layout(floors=2, width_m=10.0, depth_m=7.3, nx=2, ny=2, staff_room=True)
 
 
 @st.composite
@@ -30,6 +31,33 @@ def positions(draw):
     pos = Positions(np.array(cols[0], np.int32), np.array(cols[1], np.int64), np.array(cols[2], np.int32),
                     np.array(cols[3], np.float32), np.array(cols[4], np.float32), step_s, MODEL)
     return pos, rows
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=positions(), var=st.lists(st.sampled_from([0.0, 0.001, 0.3, 1.0, 4.0, 30.0]), min_size=40, max_size=40),
+       cell_m=st.sampled_from([0.5, 1.0, 0.7]), bucket_s=st.sampled_from([3600, 60]),
+       lo=st.integers(-10_000, 2_000), length=st.integers(0, 4_000), staff=st.booleans())
+def test_spread_binning_matches_reference(data, var, cell_m: float, bucket_s: int, lo: int, length: int,
+                                          staff: bool) -> None:
+    pos, rows = data
+    layout = STAFF_LAYOUT if staff else LAYOUT
+    v = np.array(var[:len(pos)], np.float32)
+    pos = Positions(pos.tag, pos.ts_us, pos.floor, pos.x_m, pos.y_m, pos.step_s, MODEL, None, v)
+    from_us, to_us = T0 + lo * 1_000_000, T0 + (lo + length) * 1_000_000
+    got = bin_positions(pos, layout, cell_m, from_us, to_us, bucket_s, spread=True)
+    want = naive_spread_heatmap([(t, ts, f, float(x), float(y), float(q)) for (t, ts, f, x, y), q in zip(rows, v)],
+                                pos.step_s, layout, cell_m, from_us, to_us, bucket_s)
+    g = _as_dict(got)
+    big = {k for k, val in want.items() if val > 1e-4}
+    assert big <= g.keys()
+    for k, val in g.items():
+        assert val == pytest.approx(want.get(k, 0.0), rel=1e-4, abs=1e-4)
+    assert got["seconds"].sum() == pytest.approx(sum(want.values()), rel=1e-5, abs=1e-4)
+    if staff:  # nothing spread into the staff-only room (only a point inside it may stay there)
+        for k, val in g.items():
+            cx, cy = (k[2] + 0.5) * cell_m, (k[3] + 0.5) * cell_m
+            if k[0] == 1 and cx < 4.0 and cy < 3.0:
+                assert any(0 <= float(x) < 4.0 + cell_m and 0 <= float(y) < 3.0 + cell_m for _, _, f, x, y in rows)
 
 
 def _as_dict(h: np.ndarray) -> dict:
@@ -78,10 +106,12 @@ def test_compute_heatmap_counts_only_customers_in_range() -> None:
     pos = estimate_positions(reads, am, layout, model=model)
     from_us = int(np.median(pos.ts_us))
     to_us = from_us + 45_000_000
-    h = compute_heatmap(reads, am, layout, customer, 1.0, from_us, to_us, model=model)
+    h = compute_heatmap(reads, am, layout, customer, 1.0, from_us, to_us, model=model, spread=False)
+    hs = compute_heatmap(reads, am, layout, customer, 1.0, from_us, to_us, model=model)
     inside = (pos.ts_us >= from_us) & (pos.ts_us < to_us) & (pos.tag % 3 != 0)
     assert h.dtype == HEAT_DTYPE and len(h) > 0
     assert h["seconds"].sum() == pytest.approx(inside.sum() * pos.step_s)
+    assert hs["seconds"].sum() == pytest.approx(inside.sum() * pos.step_s, rel=1e-5)  # spreading keeps time
     # the same cells as binning the customer positions ourselves
     ref = naive_heatmap([(int(t), int(ts), int(f), float(x), float(y)) for t, ts, f, x, y in
                          zip(pos.tag[inside], pos.ts_us[inside], pos.floor[inside], pos.x_m[inside], pos.y_m[inside])],
