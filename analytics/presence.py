@@ -21,6 +21,11 @@ Method: a per-tag hidden Markov model decoded with Viterbi on fixed time steps (
   parameters from the decoded paths, shrunk towards those starting values where data are thin,
   under physical ordering constraints (an antenna reads its own zone more often and stronger than
   beside it, and beside it more than far away). RSSI is binned at 0.5 dB for the emission table.
+* Decoding: every zone state is entered through a chain of :data:`MIN_STAY_S` steps (an
+  explicit minimum stay, :func:`_entry_chains`), so a stay cannot be entered and left within a
+  second or two; afterwards a run of "beside z" / "far" steps between two stays in z (nowhere else
+  in between) is filled back into z (:func:`_fill_beside`): the weakly read far part of a counter
+  looks like the aisle beside it, and without this one long stay decodes as several short ones.
 * Starting values come from the layout plus documented physical defaults only (walking speed,
   free-space slope, aisle width, a 30 s prior stay); nothing is taken from the simulator.
 """
@@ -36,7 +41,7 @@ from analytics.config import NJIT, NJIT_PARALLEL
 from analytics.data import AntennaMap, Reads, ZoneMap
 
 __all__ = ["PresenceModel", "Presence", "fit_presence_model", "zone_presence", "segment_reads",
-           "zone_adjacency", "zone_gaps", "ADJACENT_M", "AISLE_LINK_M"]
+           "zone_adjacency", "zone_gaps", "ADJACENT_M", "AISLE_LINK_M", "MIN_STAY_S"]
 
 #: Zones whose polygons are closer than this are neighbours a tag can walk between directly (m):
 #: one walking step.
@@ -44,6 +49,10 @@ ADJACENT_M = 1.0
 #: "Beside" states of zones closer than this are linked (walking along or across an aisle): a
 #: generous shop-aisle width (m).
 AISLE_LINK_M = 4.0
+#: Shortest stay in a zone the decoder allows by default (s): half of SPEC's default
+#: ``min_dwell_s`` (10 s), so a pass-by can still be decoded as one, while a one-to-four-second
+#: flap into a neighbouring counter (read through its edge) cannot split a stay.
+MIN_STAY_S = 5.0
 #: Prior mean stay in a state and mean time between zone changes before EM refines them (s).
 _PRIOR_STAY_S = 30.0
 #: Free-space path-loss exponent: only used to seed the RSSI means of non-own zones before EM.
@@ -369,38 +378,37 @@ def _inside_of_beside(state_zone: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(**NJIT_PARALLEL)
-def _fill_beside(states, step_off, inside_of):
+def _fill_beside(states, step_off, inside_of, with_far):
     """Relabel a run of "beside z" steps that lies between two stays in z as "in z" (in place).
 
     The weakly read far part of a counter looks like the aisle beside it; a tag placed beside z
     between two stays in z, and nowhere else in between, is taken to have stayed in z. Without
-    this one long stay decodes as several short ones.
+    this one long stay decodes as several short ones. ``with_far``: the run may also hold steps
+    in state 0 (far from every antenna: missed reads, not another zone).
     """
     n_seg = step_off.shape[0] - 1
     for g in numba.prange(n_seg):
         k0 = step_off[g]
         k1 = step_off[g + 1]
         k = k0
-        last_in = -1          # state of the last "in z" step seen
         while k < k1:
-            s = states[k]
-            if inside_of[s] >= 0 and inside_of[s] == last_in:
-                j = k
-                while j < k1 and inside_of[states[j]] == last_in:
-                    j += 1
-                if j < k1 and states[j] == last_in:
-                    for i in range(k, j):
-                        states[i] = last_in
-                k = j
+            z = states[k]
+            if z == 0 or inside_of[z] >= 0:
+                k += 1
                 continue
-            if inside_of[s] < 0 and s != 0 and s >= 0:
-                # an "in z" state (0 is far)
-                last_in = s
-            elif s == 0:
-                last_in = -1
-            elif inside_of[s] != last_in:
-                last_in = -1
-            k += 1
+            # z is an "in zone" state: find the end of its stay, then the run after it
+            while k < k1 and states[k] == z:
+                k += 1
+            j = k
+            while j < k1 and (inside_of[states[j]] == z or (with_far and states[j] == 0)):
+                j += 1
+            if j < k1 and j > k and states[j] == z:
+                for i in range(k, j):
+                    states[i] = z
+            elif j == k:
+                continue
+            else:
+                k = j
 
 
 @numba.njit(**NJIT)
@@ -557,7 +565,7 @@ def zone_presence(reads: Reads, model: PresenceModel, antennas: AntennaMap, segm
         return Presence(e32, e32.copy(), e64, e64.copy())
     seg_off = segment_reads(reads, segment_gap_s)
     (states, *_), step_off, seg_tag, seg_t0, step_us = _run_decode(reads, model, seg_off, False)
-    _fill_beside(states, step_off, _inside_of_beside(model.state_zone))
+    _fill_beside(states, step_off, _inside_of_beside(model.state_zone), True)
     tag, zone, start, end = _runs(states, seg_off, step_off, seg_tag, seg_t0, step_us, model.state_zone)
     return Presence(tag, zone, start, end)
 
@@ -644,7 +652,7 @@ def _sample(reads: Reads, max_reads: int) -> Reads:
 
 def fit_presence_model(reads: Reads, antennas: AntennaMap, zones: ZoneMap, *, step_s: float = 1.0,
                        segment_gap_s: float = 1200.0, em_rounds: int = 4,
-                       max_fit_reads: int = 2_000_000, min_stay_s: float = 0.0) -> PresenceModel:
+                       max_fit_reads: int = 2_000_000, min_stay_s: float = MIN_STAY_S) -> PresenceModel:
     """Learn a store's presence HMM from its reads and layout (self-calibration, no ground truth).
 
     States: 0 = far from every antenna; one state per zone with antennas ("in zone z"); one per
@@ -755,11 +763,13 @@ def fit_presence_model(reads: Reads, antennas: AntennaMap, zones: ZoneMap, *, st
         sd = np.sqrt(np.maximum(var, _SD_MIN_DB ** 2))
         counts = np.where(allowed, tr + _PRIOR_STEPS * prior_tr, 0.0)
         trans = counts / counts.sum(axis=1, keepdims=True)
-        # "beside z" keeps its starting own-antenna emission and its walking-speed transitions:
-        # re-estimated freely, hard EM lets it absorb the weakly read far part of zone z itself
+        # "beside z" keeps its walking-speed transitions and its own antennas' detection rate; their
+        # RSSI mean / spread are learnt. It may absorb the weakly read far part of zone z itself:
+        # decoding fills such a run between two stays in z back into z (_fill_beside), and the
+        # coverage constraint keeps it below "in z". (A learnt detection rate lets it swallow z.)
         for s_by in beside:
             mine = own[s_by]
-            p[s_by, mine], mu[s_by, mine], sd[s_by, mine] = p0[s_by, mine], mu0[s_by, mine], sd0[s_by, mine]
+            p[s_by, mine] = p0[s_by, mine]
             trans[s_by] = prior_tr[s_by]
         p, mu = _coverage_constraint(p, mu, own, inside, beside)
         model = PresenceModel(state_zone, np.clip(p, _P_MIN, _P_MAX), mu, sd, trans, rssi_span, step_s,

@@ -107,22 +107,24 @@ def step_emissions_naive(ts_us, antenna, rssi, step_us: int, p, mu, sd, outlier_
     return em
 
 
-def fill_beside_naive(states: list[int], inside_of: list[int]) -> list[int]:
-    """Relabel every maximal run of "beside z" states (``inside_of[s]`` = the "in z" state) whose
-    neighbours on both sides are that same "in z" state, as "in z"."""
+def fill_beside_naive(states: list[int], inside_of: list[int], with_far: bool = False) -> list[int]:
+    """Relabel every step that lies between two steps in the same "in z" state with only "beside z"
+    states (``inside_of[s]`` = z), and with ``with_far`` also state 0, between them, as z."""
     out = list(states)
-    k = 0
-    while k < len(out):
-        z = inside_of[out[k]]
-        if z < 0:
-            k += 1
+    for k in range(len(states)):
+        s = states[k]
+        if not (inside_of[s] >= 0 or (with_far and s == 0)):
             continue
-        j = k
-        while j < len(out) and inside_of[out[j]] == z:
-            j += 1
-        if k > 0 and j < len(out) and states[k - 1] == z and states[j] == z:
-            out[k:j] = [z] * (j - k)
-        k = j
+        for z in set(inside_of) - {-1}:
+            ok = lambda x: inside_of[x] == z or (with_far and x == 0)  # noqa: E731
+            i = k
+            while i >= 0 and ok(states[i]):
+                i -= 1
+            j = k
+            while j < len(states) and ok(states[j]):
+                j += 1
+            if i >= 0 and j < len(states) and states[i] == z and states[j] == z:
+                out[k] = z
     return out
 
 

@@ -144,16 +144,16 @@ def test_min_stay_chains_match_reference(seed, T, min_steps):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.lists(st.integers(0, 4), max_size=30), max_size=5))
-def test_fill_beside_matches_reference(segs):
+@given(st.lists(st.lists(st.integers(0, 4), max_size=30), max_size=5), st.booleans())
+def test_fill_beside_matches_reference(segs, with_far):
     """A beside-z run between two stays in z becomes "in z"; nothing else changes."""
     state_zone = np.array([-1, 0, 1, -1, -1], np.int32)
     inside_of = P._inside_of_beside(state_zone)
     assert inside_of.tolist() == [-1, -1, -1, 1, 2]
     states = np.array([s for seg in segs for s in seg], np.int16)
     step_off = np.concatenate(([0], np.cumsum([len(seg) for seg in segs]))).astype(np.int64)
-    P._fill_beside(states, step_off, inside_of)
-    ref = [s for seg in segs for s in fill_beside_naive(seg, inside_of.tolist())]
+    P._fill_beside(states, step_off, inside_of, with_far)
+    ref = [s for seg in segs for s in fill_beside_naive(seg, inside_of.tolist(), with_far)]
     assert states.tolist() == ref
 
 
