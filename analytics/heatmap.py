@@ -63,13 +63,27 @@ def _bin_kernel(ts_us, fl_idx, x_m, y_m, use, step_us, from_us, to_us, bucket_us
 
 
 @njit(**_NJIT)
+def _allowed(c, zr, walk, in_zone, any_zone):  # pragma: no cover - jit
+    if not walk[c]:
+        return False
+    if zr == -2:
+        return True
+    if zr == -1:
+        return not any_zone[c]
+    return in_zone[zr, c]
+
+
+@njit(**_NJIT)
 def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us, bucket_us, b0, cell_m,
-                   nx, ny, cell_off, n_cells, walk, grid):  # pragma: no cover - jit
+                   nx, ny, cell_off, n_cells, walk, row_zone, in_zone, any_zone, grid):  # pragma: no cover - jit
     """Like :func:`_bin_kernel` (dense), but each row's seconds are shared over the cells by the mass of a
     Gaussian (sigma = sqrt(var_m2), per axis, cut at 3 sigma) in each cell, over walkable cells only.
 
-    Rows with sigma below a tenth of a cell, or whose whole Gaussian lies on unwalkable cells, go to
-    the cell holding the point. Bucket slots outside ``grid`` are skipped (the caller chunks buckets).
+    ``row_zone``: per row, the zone the tag is in (index into ``in_zone``, a cell mask per zone), -1
+    for "in none of the zones of ``any_zone``" or -2 for unknown; the Gaussian is restricted to those
+    cells, and falls back to all walkable cells when it has no mass there. Rows with sigma below a
+    tenth of a cell, or whose Gaussian lies on unwalkable cells only, go to the cell holding the
+    point. Bucket slots outside ``grid`` are skipped (the caller chunks buckets).
     """
     n_slots = grid.shape[0]
     wx = np.empty(64)
@@ -87,6 +101,7 @@ def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us
         px = min(max(int(math.floor(x / cell_m)), 0), nx[f] - 1)
         py = min(max(int(math.floor(y / cell_m)), 0), ny[f] - 1)
         sig = math.sqrt(max(var_m2[r], 0.0))
+        zr = row_zone[r]
         i0 = px
         i1 = px
         j0 = py
@@ -103,10 +118,16 @@ def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us
                 wx[i - i0] = 0.5 * (math.erf(((i + 1) * cell_m - x) * k) - math.erf((i * cell_m - x) * k))
             for j in range(j0, j1 + 1):
                 wy[j - j0] = 0.5 * (math.erf(((j + 1) * cell_m - y) * k) - math.erf((j * cell_m - y) * k))
-            for i in range(i0, i1 + 1):
-                for j in range(j0, j1 + 1):
-                    if walk[cell_off[f] + i * ny[f] + j]:
-                        tot += wx[i - i0] * wy[j - j0]
+            for attempt in range(2):
+                if attempt == 1:
+                    if tot > 0.0 or zr == -2:
+                        break
+                    zr = -2  # the zone and the position disagree: trust the position
+                for i in range(i0, i1 + 1):
+                    for j in range(j0, j1 + 1):
+                        c = cell_off[f] + i * ny[f] + j
+                        if _allowed(c, zr, walk, in_zone, any_zone):
+                            tot += wx[i - i0] * wy[j - j0]
         if tot <= 0.0:  # a point (or nothing walkable around it): the cell holding it
             i0 = px
             i1 = px
@@ -124,14 +145,12 @@ def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us
                 for i in range(i0, i1 + 1):
                     for j in range(j0, j1 + 1):
                         c = cell_off[f] + i * ny[f] + j
-                        if walk[c] or i0 == i1 and j0 == j1:
+                        if (i0 == i1 and j0 == j1) or _allowed(c, zr, walk, in_zone, any_zone):
                             grid[base + c] += sec * wx[i - i0] * wy[j - j0]
             t0 = e
 
 
-def walkable_cells(layout: Layout, cell_m: float) -> np.ndarray:
-    """Bool per cell (floors in order, ``ix * ny + iy`` within a floor): False where the cell centre lies
-    inside a ``staff_only`` zone (customers never stand there)."""
+def _cell_centres(layout: Layout, cell_m: float) -> list[tuple[int, np.ndarray, np.ndarray]]:
     fl_num, fl_w, fl_d = floor_geometry(layout)
     out = []
     for f, w, d in zip(fl_num, fl_w, fl_d):
@@ -139,30 +158,61 @@ def walkable_cells(layout: Layout, cell_m: float) -> np.ndarray:
         ny = int(np.ceil(d / cell_m - 1e-9))
         cx = ((np.arange(nx) + 0.5) * cell_m)[:, None].repeat(ny, 1)
         cy = ((np.arange(ny) + 0.5) * cell_m)[None, :].repeat(nx, 0)
-        walk = np.ones((nx, ny), np.bool_)
+        out.append((int(f), cx.ravel(), cy.ravel()))
+    return out
+
+
+def _inside(cx: np.ndarray, cy: np.ndarray, poly) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Even-odd ray casting: which points lie inside the polygon."""
+    inside = np.zeros(cx.shape, np.bool_)
+    for (x1, y1), (x2, y2) in zip(poly, list(poly[1:]) + [poly[0]]):
+        cross = (y1 > cy) != (y2 > cy)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xi = x1 + (cy - y1) * (x2 - x1) / (y2 - y1)
+        inside ^= cross & (cx < xi)
+    return inside
+
+
+def zone_cells(layout: Layout, cell_m: float) -> np.ndarray:
+    """Bool [zone (layout order), cell]: the cell centre lies inside the zone's polygon (same floor)."""
+    parts = _cell_centres(layout, cell_m)
+    n = sum(len(cx) for _, cx, _ in parts)
+    out = np.zeros((len(layout.zones), n), np.bool_)
+    off = 0
+    for f, cx, cy in parts:
+        for zi, z in enumerate(layout.zones):
+            if z.floor == f:
+                out[zi, off:off + len(cx)] = _inside(cx, cy, z.polygon)
+        off += len(cx)
+    return out
+
+
+def walkable_cells(layout: Layout, cell_m: float) -> np.ndarray:
+    """Bool per cell (floors in order, ``ix * ny + iy`` within a floor): False where the cell centre lies
+    inside a ``staff_only`` zone (customers never stand there)."""
+    parts = _cell_centres(layout, cell_m)
+    out = []
+    for f, cx, cy in parts:
+        walk = np.ones(cx.shape, np.bool_)
         for z in layout.zones:
-            if z.kind != "staff_only" or z.floor != f:
-                continue
-            inside = np.zeros((nx, ny), np.bool_)
-            poly = z.polygon
-            for (x1, y1), (x2, y2) in zip(poly, poly[1:] + poly[:1]):  # even-odd ray casting
-                cross = (y1 > cy) != (y2 > cy)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    xi = x1 + (cy - y1) * (x2 - x1) / (y2 - y1)
-                inside ^= cross & (cx < xi)
-            walk &= ~inside
-        out.append(walk.ravel())
+            if z.kind == "staff_only" and z.floor == f:
+                walk &= ~_inside(cx, cy, z.polygon)
+        out.append(walk)
     return np.concatenate(out) if out else np.zeros(0, np.bool_)
 
 
 def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, to_us: int,
                   bucket_s: int = 3600, customer_tags: np.ndarray | None = None,
-                  spread: bool = False) -> np.ndarray:
+                  spread: bool = False, row_zone: np.ndarray | None = None,
+                  presence_zones: np.ndarray | None = None) -> np.ndarray:
     """Tag-seconds per (floor, bucket, ix, iy) of ``pos`` within ``[from_us, to_us)``; HEAT_DTYPE rows.
 
     ``customer_tags``: tag ids to count (all when None). ``spread``: share each row's seconds over
     the walkable cells (:func:`walkable_cells`) by its position uncertainty (``pos.var_m2``, a
     Gaussian per axis; the expected tag-seconds per cell) instead of the one cell holding the point.
+    ``row_zone`` (with ``spread``): per row the zone index (layout order) the tag is in, -1 for none
+    of ``presence_zones`` (zone indices a tag can be placed in), -2 unknown: the row's seconds then
+    stay in that zone's cells (or outside all of ``presence_zones``) where its Gaussian allows.
     Rows come sorted by (floor, bucket_us, ix, iy) and only cells with seconds > 0.
     """
     if not (isinstance(cell_m, (int, float)) and math.isfinite(cell_m) and cell_m > 0):
@@ -195,6 +245,16 @@ def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, t
             nx, ny, cell_off, n_cells)
     if spread and pos.var_m2 is not None:
         walk = walkable_cells(layout, float(cell_m))
+        if row_zone is None:
+            rz = np.full(len(pos), -2, np.int32)
+            in_zone = np.zeros((1, n_cells), np.bool_)
+        else:
+            rz = np.asarray(row_zone, np.int32)
+            if rz.shape != (len(pos),) or (rz < -2).any() or (rz >= len(layout.zones)).any():
+                raise ValueError(f"row_zone: needs one zone index (or -1, -2) per position row ({len(pos)})")
+            in_zone = zone_cells(layout, float(cell_m))
+        pz = np.zeros(0, np.int64) if presence_zones is None else np.asarray(presence_zones, np.int64)
+        any_zone = in_zone[pz].any(0) if len(pz) and row_zone is not None else np.zeros(n_cells, np.bool_)
         per = max(1, _DENSE_MAX // max(n_cells, 1))  # buckets per dense chunk
         flats, valss = [], []
         for c0 in range(0, n_buckets, per):
@@ -203,7 +263,7 @@ def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, t
             hi = min(to_us, (b0 + c0 + nb) * bucket_us)
             grid = np.zeros(nb * n_cells)
             _spread_kernel(pos.ts_us, fl_idx, pos.x_m, pos.y_m, pos.var_m2, use, step_us, lo, hi, bucket_us,
-                           b0 + c0, float(cell_m), nx, ny, cell_off, n_cells, walk, grid)
+                           b0 + c0, float(cell_m), nx, ny, cell_off, n_cells, walk, rz, in_zone, any_zone, grid)
             nzf = np.flatnonzero(grid > 0)
             flats.append(nzf + c0 * n_cells)
             valss.append(grid[nzf])
@@ -245,7 +305,8 @@ def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, t
 def compute_heatmap(reads: Reads, antennas: AntennaMap, layout: Layout, customer: np.ndarray, cell_m: float,
                     from_us: int, to_us: int, bucket_s: int = 3600, step_s: float = 1.0,
                     model: PathLossModel | None = None, range_model: RangeModel | None = None,
-                    method: str = "grid", spread: bool = True) -> np.ndarray:
+                    method: str = "grid", spread: bool = True, presence=None,
+                    presence_zones: np.ndarray | None = None) -> np.ndarray:
     """Customer tag-seconds per ``cell_m`` cell per floor per ``bucket_s`` bucket in ``[from_us, to_us)``.
 
     ``customer``: bool per read row, True for customer tags (all reads of a tag must agree). The
@@ -271,4 +332,34 @@ def compute_heatmap(reads: Reads, antennas: AntennaMap, layout: Layout, customer
         return np.zeros(0, HEAT_DTYPE)
     pos = estimate_positions(reads, antennas, layout, step_s=step_s, model=model, tags=cust_tags,
                              method=method, range_model=range_model)
-    return bin_positions(pos, layout, cell_m, from_us, to_us, bucket_s, spread=spread)
+    row_zone = None
+    if presence is not None and spread:
+        row_zone = presence_row_zones(pos, presence)
+        if presence_zones is None:
+            presence_zones = np.unique(antennas.zone[antennas.zone >= 0])
+    return bin_positions(pos, layout, cell_m, from_us, to_us, bucket_s, spread=spread, row_zone=row_zone,
+                         presence_zones=presence_zones)
+
+
+def presence_row_zones(pos: Positions, presence) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Per position row, the zone of the presence span holding the middle of its step (-1 none, -2 no span)."""
+    out = np.full(len(pos), -2, np.int32)
+    if len(pos) == 0 or len(presence) == 0:
+        return out
+    t_mid = pos.ts_us + int(round(pos.step_s * 5e5))
+    # presence spans sorted by (tag, start): last span of the same tag starting at or before t_mid
+    order = np.lexsort((presence.start_us, presence.tag))
+    ptag = presence.tag[order].astype(np.int64)
+    pst = presence.start_us[order]
+    pen = presence.end_us[order]
+    pz = presence.zone[order]
+    t_lo = min(int(pst.min()), int(t_mid.min()))
+    span = max(int(pen.max()), int(t_mid.max())) - t_lo + 1
+    key_p = ptag * span + (pst - t_lo)
+    key_r = pos.tag.astype(np.int64) * span + (t_mid - t_lo)
+    i = np.searchsorted(key_p, key_r, side="right") - 1
+    ok = i >= 0
+    ic = np.maximum(i, 0)
+    ok &= (ptag[ic] == pos.tag) & (pen[ic] > t_mid)
+    out[ok] = pz[ic[ok]]
+    return out

@@ -250,15 +250,19 @@ def _in_polygon(x: float, y: float, poly) -> bool:  # type: ignore[no-untyped-de
 
 
 def naive_spread_heatmap(rows: list[tuple[int, int, int, float, float, float]], step_s: float, layout: Layout,
-                         cell_m: float, from_us: int, to_us: int,
-                         bucket_s: int) -> dict[tuple[int, int, int, int], float]:
+                         cell_m: float, from_us: int, to_us: int, bucket_s: int,
+                         row_zones: list[int] | None = None,
+                         presence_zones: list[int] = ()) -> dict[tuple[int, int, int, int], float]:
     """Like :func:`naive_heatmap` for (tag, ts_us, floor, x_m, y_m, var_m2) rows, each row's seconds
     shared over the cells not centred in a staff_only zone by the cell's mass of a Gaussian (sigma per
-    axis sqrt(var), cut at 3 sigma); a point (sigma < cell / 10) or nothing walkable: the point's cell."""
+    axis sqrt(var), cut at 3 sigma); a point (sigma < cell / 10) or nothing walkable: the point's cell.
+    ``row_zones``: per row a zone index (only cells centred in that zone), -1 (only cells outside all
+    ``presence_zones``) or -2 (any walkable cell); no mass there: any walkable cell."""
     step_us = int(round(step_s * 1e6))
     bucket_us = bucket_s * 1_000_000
     out: dict[tuple[int, int, int, int], float] = defaultdict(float)
-    for _, ts, fl, x, y, var in rows:
+    for n_row, (_, ts, fl, x, y, var) in enumerate(rows):
+        zr = -2 if row_zones is None else row_zones[n_row]
         f = layout.floor(fl)
         nx, ny = math.ceil(f.width_m / cell_m - 1e-9), math.ceil(f.depth_m / cell_m - 1e-9)
         px = min(max(math.floor(x / cell_m), 0), nx - 1)
@@ -266,7 +270,18 @@ def naive_spread_heatmap(rows: list[tuple[int, int, int, float, float, float]], 
         staff = [z.polygon for z in layout.zones if z.kind == "staff_only" and z.floor == fl]
         sig = math.sqrt(max(var, 0.0))
         weights: dict[tuple[int, int], float] = {}
-        if sig >= 0.1 * cell_m:
+        def allowed(cx: float, cy: float, zr: int) -> bool:
+            if any(_in_polygon(cx, cy, p) for p in staff):
+                return False
+            if zr == -1:
+                return not any(layout.zones[z].floor == fl and _in_polygon(cx, cy, layout.zones[z].polygon)
+                               for z in presence_zones)
+            if zr >= 0:
+                return layout.zones[zr].floor == fl and _in_polygon(cx, cy, layout.zones[zr].polygon)
+            return True
+        for attempt_zone in ([zr, -2] if zr != -2 else [-2]):
+            if weights or sig < 0.1 * cell_m:
+                break
             rad = min(3 * sig, 31 * cell_m)
 
             def mass(lo: float, hi: float, mu: float) -> float:
@@ -274,7 +289,7 @@ def naive_spread_heatmap(rows: list[tuple[int, int, int, float, float, float]], 
             for i in range(max(math.floor((x - rad) / cell_m), 0), min(math.floor((x + rad) / cell_m), nx - 1) + 1):
                 for j in range(max(math.floor((y - rad) / cell_m), 0), min(math.floor((y + rad) / cell_m), ny - 1) + 1):
                     c = ((i + 0.5) * cell_m, (j + 0.5) * cell_m)
-                    if not any(_in_polygon(c[0], c[1], p) for p in staff):
+                    if allowed(c[0], c[1], attempt_zone):
                         w = mass(i * cell_m, (i + 1) * cell_m, x) * mass(j * cell_m, (j + 1) * cell_m, y)
                         if w > 0:
                             weights[(i, j)] = w
@@ -309,9 +324,10 @@ def naive_footfall(ts: list[int], entries: list[int], exits: list[int], interval
 
 
 def synthetic_layout(floors: int = 1, width_m: float = 30.0, depth_m: float = 20.0, nx: int = 6,
-                     ny: int = 4, staff_room: bool = False) -> Layout:
+                     ny: int = 4, staff_room: bool = False, counters: bool = False) -> Layout:
     """Floors of width_m x depth_m with an nx x ny antenna grid; ``staff_room``: a staff_only zone in
-    the bottom-left corner of floor 1 (a non-rectangular polygon inside [0, 4] x [0, 3] m)."""
+    the bottom-left corner of floor 1 (a non-rectangular polygon inside [0, 4] x [0, 3] m); ``counters``:
+    counter C1 at [5, 10] x [0, 3] m on floor 1 and a triangular counter C2 on the last floor."""
     ants = []
     for f in range(1, floors + 1):
         for i in range(nx):
@@ -322,7 +338,11 @@ def synthetic_layout(floors: int = 1, width_m: float = 30.0, depth_m: float = 20
     return parse_layout({"store": "synthetic", "timezone": "UTC",
                          "floors": [{"floor": f, "width_m": width_m, "depth_m": depth_m} for f in range(1, floors + 1)],
                          "zones": ([{"zone": "S1", "kind": "staff_only", "floor": 1,
-                                     "polygon": [[0, 0], [4, 0], [4, 3], [2, 3], [0, 1]]}] if staff_room else []),
+                                     "polygon": [[0, 0], [4, 0], [4, 3], [2, 3], [0, 1]]}] if staff_room else [])
+                         + ([{"zone": "C1", "kind": "counter", "floor": 1,
+                              "polygon": [[5, 0], [min(10, width_m), 0], [min(10, width_m), 3], [5, 3]]},
+                             {"zone": "C2", "kind": "counter", "floor": floors,
+                              "polygon": [[0, 4], [6, depth_m], [0, depth_m]]}] if counters else []),
                          "readers": readers, "doors": []})
 
 

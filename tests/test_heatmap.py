@@ -15,7 +15,7 @@ from tests.naive_positions import naive_heatmap, naive_spread_heatmap, synthetic
 LAYOUT = synthetic_layout(floors=2, width_m=10.0, depth_m=7.3, nx=2, ny=2)
 T0 = 1_700_000_000_000_000 - 1_700_000_000_000_000 % 3_600_000_000  # an hour boundary
 MODEL = PathLossModel(np.full(8, -40.0), 2.0, 4.0)
-STAFF_LAYOUT = synthetic_layout(floors=2, width_m=10.0, depth_m=7.3, nx=2, ny=2, staff_room=True)
+STAFF_LAYOUT = synthetic_layout(floors=2, width_m=10.0, depth_m=7.3, nx=2, ny=2, staff_room=True, counters=True)
 
 
 @st.composite
@@ -36,17 +36,20 @@ def positions(draw):
 @settings(max_examples=150, deadline=None)
 @given(data=positions(), var=st.lists(st.sampled_from([0.0, 0.001, 0.3, 1.0, 4.0, 30.0]), min_size=40, max_size=40),
        cell_m=st.sampled_from([0.5, 1.0, 0.7]), bucket_s=st.sampled_from([3600, 60]),
-       lo=st.integers(-10_000, 2_000), length=st.integers(0, 4_000), staff=st.booleans())
+       lo=st.integers(-10_000, 2_000), length=st.integers(0, 4_000), staff=st.booleans(),
+       zones=st.none() | st.lists(st.sampled_from([-2, -1, 1, 2]), min_size=40, max_size=40))
 def test_spread_binning_matches_reference(data, var, cell_m: float, bucket_s: int, lo: int, length: int,
-                                          staff: bool) -> None:
+                                          staff: bool, zones: list[int] | None) -> None:
     pos, rows = data
     layout = STAFF_LAYOUT if staff else LAYOUT
     v = np.array(var[:len(pos)], np.float32)
     pos = Positions(pos.tag, pos.ts_us, pos.floor, pos.x_m, pos.y_m, pos.step_s, MODEL, None, v)
     from_us, to_us = T0 + lo * 1_000_000, T0 + (lo + length) * 1_000_000
-    got = bin_positions(pos, layout, cell_m, from_us, to_us, bucket_s, spread=True)
+    rz = None if zones is None or not staff else zones[:len(pos)]  # zone 1 = C1, 2 = C2 of STAFF_LAYOUT
+    got = bin_positions(pos, layout, cell_m, from_us, to_us, bucket_s, spread=True,
+                        row_zone=None if rz is None else np.array(rz, np.int32), presence_zones=np.array([1, 2]))
     want = naive_spread_heatmap([(t, ts, f, float(x), float(y), float(q)) for (t, ts, f, x, y), q in zip(rows, v)],
-                                pos.step_s, layout, cell_m, from_us, to_us, bucket_s)
+                                pos.step_s, layout, cell_m, from_us, to_us, bucket_s, rz, [1, 2])
     g = _as_dict(got)
     big = {k for k, val in want.items() if val > 1e-4}
     assert big <= g.keys()
@@ -175,3 +178,16 @@ def test_heatmap_matches_simulated_truth(store: str, scenario: str) -> None:
     rs, median_err_m = _truth_accuracy(store, scenario)
     print(f"{store} {scenario}: heatmap r per floor {np.round(rs, 3).tolist()}, median position error {median_err_m:.2f} m")
     assert min(rs) >= 0.8, f"heatmap Pearson r {rs} < 0.8 (median position error {median_err_m:.2f} m)"
+
+
+def test_presence_row_zones_picks_the_span_holding_mid_step() -> None:
+    from analytics.heatmap import presence_row_zones
+    from analytics.presence import Presence
+
+    s = 1_000_000
+    pos = Positions(np.array([0, 0, 0, 1, 1, 2], np.int32), np.array([0, 5, 9, 0, 3, 0], np.int64) * s + T0,
+                    np.ones(6, np.int32), np.zeros(6, np.float32), np.zeros(6, np.float32), 1.0, MODEL)
+    pr = Presence(np.array([1, 0, 0], np.int32), np.array([-1, 3, 4], np.int32),
+                  np.array([0, 0, 5], np.int64) * s + T0, np.array([4, 5, 9], np.int64) * s + T0)
+    # tag 0: [0,5) zone 3, [5,9) zone 4, no span at 9.5 s; tag 1: none until 4 s; tag 2: no spans
+    assert presence_row_zones(pos, pr).tolist() == [3, 4, -2, -1, -1, -2]
