@@ -30,7 +30,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    Agent(cfg).run(stop)
+    sim = cfg.clock.simulated
+    (Agent(cfg, clock_us=sim.now_us) if sim else Agent(cfg)).run(stop)
     return 0
 
 

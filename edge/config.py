@@ -177,11 +177,26 @@ class BatchConfig(_Model):
     max_delay_s: float = Field(1.0, gt=0, le=600, description="oldest record waits at most this long (s)")
 
 
+class SimulatedClock(_Model):
+    """An accelerated clock shared with simulated devices (demo and tests only, never in a store)."""
+
+    start_us: int = Field(..., ge=0, description="simulated time (epoch µs) at wall time anchor_s")
+    anchor_s: float = Field(..., ge=0, description="wall-clock time (epoch s) at which simulated time was start_us")
+    speed: float = Field(1.0, gt=0, le=10000, description="simulated seconds per wall-clock second")
+
+    def now_us(self) -> int:
+        import time
+
+        return int(self.start_us + (time.time() - self.anchor_s) * 1e6 * self.speed)
+
+
 class ClockConfig(_Model):
     """When to distrust a device's clock."""
 
     max_skew_s: float = Field(300.0, gt=0, description="device time further than this from the agent's "
                                                        "clock is replaced by the receive time (s)")
+    simulated: SimulatedClock | None = Field(None, description="demo/test only: run the agent on a simulated, "
+                                                               "accelerated clock shared with simulated devices")
 
 
 class EdgeConfig(_Model):

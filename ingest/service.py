@@ -775,11 +775,14 @@ class IngestService:
                     cp.write(buf)
             if doors["ts"]:
                 cur = conn.execute(
+                    # Counts of one door for the same interval start add up (two counter frames read
+                    # in the same instant get the same receive time); batches are stored once (ledger).
                     "INSERT INTO door_counts (ts, store_id, door_id, entries, exits) "
-                    "SELECT timestamptz 'epoch' + t * interval '1 microsecond', s, d, e, x "
+                    "SELECT timestamptz 'epoch' + t * interval '1 microsecond', s, d, sum(e), sum(x) "
                     "FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::int[], %s::int[]) "
-                    "AS u(t, s, d, e, x) "
-                    "ON CONFLICT (door_id, ts) DO NOTHING",
+                    "AS u(t, s, d, e, x) GROUP BY t, s, d "
+                    "ON CONFLICT (door_id, ts) DO UPDATE SET entries = door_counts.entries + EXCLUDED.entries, "
+                    "exits = door_counts.exits + EXCLUDED.exits",
                     [
                         np.concatenate(doors[c]).tolist()
                         for c in ("ts", "store_id", "door_id", "entries", "exits")

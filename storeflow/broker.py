@@ -6,6 +6,8 @@ single subscriber (`shared` is False in the returned handle).
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -73,6 +75,9 @@ def start_embedded_broker(state_dir: Path, port: int | None = None) -> EmbeddedB
             f"persistence_location {state_dir}/\n"
             # ingest acknowledges after its database commit, so it needs a large in-flight window
             "max_inflight_messages 0\nmax_queued_messages 1000000\nmax_queued_bytes 0\n"
+            # started as root it would drop to the mosquitto user, which cannot save sessions into a
+            # private (0700) directory of ours: it runs as whoever started it
+            + (f"user {pwd.getpwuid(os.geteuid()).pw_name}\n" if os.geteuid() == 0 else "")
         )
         proc = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=log, stderr=log)
         kind, shared = "mosquitto", True
