@@ -488,10 +488,16 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
                             ccnt[nc] = 0.0
                             crs[nc] = 0.0
                             nc += 1
-                if use_prior and (qx - sx0 / sw0) ** 2 + (qy - sy0 / sw0) ** 2 > reset_m * reset_m:
-                    # the antennas reading the tag cannot hear it at the prior: the track is lost (a
-                    # local grid around the prior would never reach the tag again), so start afresh
-                    use_prior = False
+                if use_prior:
+                    # none of the antennas reading the tag could hear it at the prior: the track is lost
+                    # (a local grid around the prior would never reach the tag again), so start afresh
+                    lost = True
+                    for j in range(nh):
+                        if (qx - ant_x[cand[j]]) ** 2 + (qy - ant_y[cand[j]]) ** 2 <= reset_m * reset_m:
+                            lost = False
+                            break
+                    if lost:
+                        use_prior = False
                 if use_prior:
                     pv = qvar + (speed_mps * (k - qk) * step_s) ** 2
                     cx = qx

@@ -187,8 +187,9 @@ def naive_positions(reads: Reads, antennas: AntennaMap, layout: Layout, model: P
                     sw = sum(pooled[a][0] for a in heard)
                     centroid = (sum(pooled[a][0] * antennas.x_m[a] for a in heard) / sw,
                                 sum(pooled[a][0] * antennas.y_m[a] for a in heard) / sw)
-                    if pr is not None and math.hypot(prior[1] - centroid[0], prior[2] - centroid[1]) > rm.neighbour_m:
-                        pr = None  # lost track: the reading antennas cannot hear the tag at the prior
+                    if pr is not None and all(math.hypot(prior[1] - antennas.x_m[a], prior[2] - antennas.y_m[a])
+                                              > rm.neighbour_m for a in heard):
+                        pr = None  # lost track: none of the reading antennas could hear the tag at the prior
                     if pr is not None:
                         pv = qvar + (speed_mps * (k - prior[3]) * step_s) ** 2
                         centre, g_half, gp = (prior[1], prior[2]), min(6.0, 3 * math.sqrt(pv) + 3.0), (prior[1], prior[2], pv)
