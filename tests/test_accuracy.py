@@ -62,15 +62,17 @@ def _measure(store: str, scenario: str):
     return acc
 
 
-# Measured with bench/accuracy_sim.py (400 shoppers, 2 h, seed 1) when these markers were set:
-_F1 = {("boutique", "easy"): 0.71, ("boutique", "hard"): 0.62, ("department", "easy"): 0.61,
-       ("department", "hard"): 0.43}
+# Measured with bench/accuracy_sim.py (400 shoppers, 2 h, mean of seeds 11 and 12) with the current
+# method (5 s minimum stay, beside/far runs between two stays filled, beside RSSI learnt); the
+# method before it measured 0.77 / 0.64 / 0.62 / 0.48 on the same runs:
+_F1 = {("boutique", "easy"): 0.83, ("boutique", "hard"): 0.65, ("department", "easy"): 0.67,
+       ("department", "hard"): 0.49}
 _PARAMS = [pytest.param(k, marks=pytest.mark.slow, id=f"{k[0]}-{k[1]}") for k in CASES]
 
 
 @pytest.mark.parametrize("case", _PARAMS)
-@pytest.mark.xfail(strict=True, reason="visit F1 below the 0.90 bar (measured 0.43-0.71, see _F1): false and "
-                                       "fragmented visits near counter edges")
+@pytest.mark.xfail(strict=True, reason="visit F1 below the 0.90 bar (measured 0.49-0.83, see _F1): short false "
+                                       "visits from aisle time / pass-bys beside a counter and neighbour flaps")
 def test_visit_f1_bar(case):
     assert _measure(*case).f1 >= 0.90
 
@@ -81,8 +83,8 @@ def test_dwell_error_bar(case):
 
 
 @pytest.mark.parametrize("case", _PARAMS)
-@pytest.mark.xfail(strict=True, reason="per-counter visitors over-counted (false visits): total +8 % to +85 %, "
-                                       "9-50 % of counters within 10 %")
+@pytest.mark.xfail(strict=True, reason="per-counter visitors over-counted (false visits): total +7 % to +72 %, "
+                                       "5-54 % of counters within 10 %")
 def test_visitors_bar(case):
     acc = _measure(*case)
     assert acc.visitors_max_abs_rel_err <= 0.10
@@ -94,4 +96,4 @@ def test_accuracy_floor(case):
     acc = _measure(*case)
     assert acc.n_true > 20
     assert acc.recall >= 0.75
-    assert acc.f1 >= 0.5
+    assert acc.f1 >= 0.6          # measured 0.64-0.81 on these small runs (seed 3)
