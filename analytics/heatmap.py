@@ -4,6 +4,14 @@ Each :class:`~analytics.positions.Positions` row stands for ``step_s`` seconds o
 point; that time (clipped to ``[from_us, to_us)`` and split at bucket boundaries) is added to the
 cell holding the point, ``ix = floor(x_m / cell_m)``, ``iy = floor(y_m / cell_m)``. Only customer
 tags count (staff and asset tags are excluded before positions are even estimated).
+
+:func:`compute_heatmap` spreads by default: a row's seconds are shared over the cells by the mass
+of its position posterior (a Gaussian of the estimator's own variance per axis) in each cell, over
+walkable cells only (not centred in a ``staff_only`` zone). That is the expected tag-seconds per cell
+given the reads, and it avoids the spurious hot spots a point estimate makes at its few favourite
+spots. With ``presence`` (zone presence spans, :func:`analytics.presence.zone_presence`), the spread
+of a step the tag spends in a zone stays in that zone's cells, and a step placed in no zone stays
+out of the antenna zones (falling back to the plain spread when the two disagree).
 """
 
 from __future__ import annotations
@@ -75,7 +83,8 @@ def _allowed(c, zr, walk, in_zone, any_zone):  # pragma: no cover - jit
 
 @njit(**_NJIT)
 def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us, bucket_us, b0, cell_m,
-                   nx, ny, cell_off, n_cells, walk, row_zone, in_zone, any_zone, grid):  # pragma: no cover - jit
+                   nx, ny, cell_off, n_cells, walk, row_zone, in_zone, any_zone,
+                   grid):  # pragma: no cover - jit
     """Like :func:`_bin_kernel` (dense), but each row's seconds are shared over the cells by the mass of a
     Gaussian (sigma = sqrt(var_m2), per axis, cut at 3 sigma) in each cell, over walkable cells only.
 
@@ -263,7 +272,8 @@ def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, t
             hi = min(to_us, (b0 + c0 + nb) * bucket_us)
             grid = np.zeros(nb * n_cells)
             _spread_kernel(pos.ts_us, fl_idx, pos.x_m, pos.y_m, pos.var_m2, use, step_us, lo, hi, bucket_us,
-                           b0 + c0, float(cell_m), nx, ny, cell_off, n_cells, walk, rz, in_zone, any_zone, grid)
+                           b0 + c0, float(cell_m), nx, ny, cell_off, n_cells, walk, rz, in_zone, any_zone,
+                           grid)
             nzf = np.flatnonzero(grid > 0)
             flats.append(nzf + c0 * n_cells)
             valss.append(grid[nzf])
@@ -342,7 +352,10 @@ def compute_heatmap(reads: Reads, antennas: AntennaMap, layout: Layout, customer
 
 
 def presence_row_zones(pos: Positions, presence) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Per position row, the zone of the presence span holding the middle of its step (-1 none, -2 no span)."""
+    """Per position row, the zone of the presence span holding the middle of its step.
+
+    -1: a span placed in no zone; -2: no span covers it.
+    """
     out = np.full(len(pos), -2, np.int32)
     if len(pos) == 0 or len(presence) == 0:
         return out

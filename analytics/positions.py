@@ -21,7 +21,10 @@ Estimators (one estimate per tag per ``step_s`` step with reads, on an epoch-ali
   log-likelihood of the pooled read counts (Poisson, antennas that did NOT read the tag count as
   evidence too) and of their mean RSSI is added to a Gaussian motion prior from the previous step
   (random walk at ``speed_mps``). The posterior mean and variance feed the next step (a grid-based
-  assumed-density filter).
+  assumed-density filter); the variance is returned too (:attr:`Positions.var_m2`, for heatmap
+  spreading). When none of the antennas reading the tag could hear it at the prior (farther than the
+  learnt ``neighbour_m``), the track is lost and restarts from the reading antennas: a local grid
+  around a wrong prior would otherwise never reach the tag again.
 * ``wls``: robust (Huber) weighted least squares on path-loss ranges, range sigma growing with
   range, Levenberg-Marquardt, with the same kind of motion prior. About 4x faster, less accurate.
 
@@ -398,9 +401,8 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
             k = t // step_us
             if r > a and t - tprev > gap_us:  # close the segment, open a new one
                 n_seg = row - seg_row0
-                _finish_segment(out_x[base:], out_y[base:], out_v[base:], out_fl[base:], valid, seg_row0 - base,
-                                n_seg,
-                                half)
+                _finish_segment(out_x[base:], out_y[base:], out_v[base:], out_fl[base:], valid,
+                                seg_row0 - base, n_seg, half)
                 seg_row0 = row
                 k_first = k
                 has_prior = False
