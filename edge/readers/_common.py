@@ -186,3 +186,38 @@ def json_events(data: bytes | str, stats: "ParserStats") -> list[dict] | None:  
     stats.malformed += 1
     stats.last_error = f"JSON {type(doc).__name__} where an object or array was expected"
     return None
+
+
+class JsonEventParser:
+    """Base of the MQTT JSON parsers: a payload holds one event object or an array of them, and each
+    event becomes at most one record. Subclasses set ``stats`` and implement ``_decode``; nothing
+    raises into the caller (an event that breaks the decoder is counted malformed)."""
+
+    stats: "ParserStats"  # noqa: F821
+    event_name = "event"
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.stats.extra[key] = self.stats.extra.get(key, 0) + n
+
+    def _decode(self, ev: dict, now_us: int):  # type: ignore[no-untyped-def]
+        """One event -> a record, or None (counted by the subclass) when it carries none."""
+        raise NotImplementedError
+
+    def feed(self, data: bytes, now_us: int) -> list:
+        """One MQTT message -> its records."""
+        events = json_events(data, self.stats)
+        if events is None:
+            return []
+        out = []
+        for ev in events:
+            self.stats.frames += 1
+            try:
+                rec = self._decode(ev, now_us)
+            except Exception as e:  # noqa: BLE001 - defensive: a decoder bug must not stop the agent
+                self.stats.malformed += 1
+                self.stats.last_error = f"{self.event_name}: {e!r}"[:120]
+                continue
+            if rec is not None:
+                out.append(rec)
+        self.stats.records += len(out)
+        return out

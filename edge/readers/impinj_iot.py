@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from edge.readers._common import epc_from_b64url, is_epc_hex, json_events, parse_iso_us
+from edge.readers._common import epc_from_b64url, is_epc_hex, JsonEventParser, parse_iso_us
 from edge.readers.base import ParserStats, Record, TagRead
 
 __all__ = ["ImpinjIotParser", "encode_event", "format_ts_ns"]
@@ -55,39 +55,18 @@ def encode_event(epc_hex: str, port: int, rssi_cdbm: int, ts_us: int, *, hostnam
             "tagInventoryEvent": tag}
 
 
-class ImpinjIotParser:
+class ImpinjIotParser(JsonEventParser):
     """One MQTT payload in, :class:`TagRead` records out. Never raises."""
 
     def __init__(self, reader: str):
         self.reader = reader
         self.stats = ParserStats()
 
-    def _count(self, key: str) -> None:
-        self.stats.extra[key] = self.stats.extra.get(key, 0) + 1
-
-    def feed(self, data: bytes, now_us: int) -> list[Record]:
-        events = json_events(data, self.stats)
-        if events is None:
-            return []
-        out: list[Record] = []
-        for ev in events:
-            self.stats.frames += 1
-            try:
-                rec = self._event(ev)
-            except Exception as e:  # pragma: no cover - defensive
-                self.stats.malformed += 1
-                self.stats.last_error = f"event: {e!r}"[:120]
-                continue
-            if rec is not None:
-                out.append(rec)
-        self.stats.records += len(out)
-        return out
-
     def _bad(self, why: str) -> None:
         self.stats.malformed += 1
         self.stats.last_error = why
 
-    def _event(self, ev: dict[str, Any]) -> TagRead | None:
+    def _decode(self, ev: dict[str, Any], now_us: int = 0) -> TagRead | None:
         tag = ev.get("tagInventoryEvent")
         if tag is None:
             self._count(f"event_{str(ev.get('eventType', 'unknown'))[:32]}")

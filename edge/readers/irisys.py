@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from edge.readers._common import CumulativeRegister, json_events, parse_iso_us
+from edge.readers._common import CumulativeRegister, JsonEventParser, parse_iso_us
 from edge.readers.base import DoorCount, ParserStats, Record
 
 __all__ = ["DEFAULT_REGISTERS", "IrisysParser", "encode_counts"]
@@ -48,8 +48,9 @@ def encode_counts(registers: dict[str, int], ts_us: int | None = None) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-class IrisysParser:
+class IrisysParser(JsonEventParser):
     """One MQTT payload in, :class:`DoorCount` interval deltas out. Never raises."""
+    event_name = "message"
 
     def __init__(self, door: str, in_registers: list[str] | tuple[str, ...] | None = None,
                  out_registers: list[str] | tuple[str, ...] | None = None):
@@ -62,28 +63,7 @@ class IrisysParser:
         self._regs: dict[str, CumulativeRegister] = {}
         self._last_ts: int | None = None
 
-    def _count(self, key: str, n: int = 1) -> None:
-        self.stats.extra[key] = self.stats.extra.get(key, 0) + n
-
-    def feed(self, data: bytes, now_us: int) -> list[Record]:
-        events = json_events(data, self.stats)
-        if events is None:
-            return []
-        out: list[Record] = []
-        for ev in events:
-            self.stats.frames += 1
-            try:
-                rec = self._message(ev)
-            except Exception as e:  # pragma: no cover - defensive
-                self.stats.malformed += 1
-                self.stats.last_error = f"message: {e!r}"[:120]
-                continue
-            if rec is not None:
-                out.append(rec)
-        self.stats.records += len(out)
-        return out
-
-    def _message(self, ev: dict[str, Any]) -> DoorCount | None:
+    def _decode(self, ev: dict[str, Any], now_us: int = 0) -> DoorCount | None:
         counts = ev.get("counts")
         if not isinstance(counts, list):
             self._count("other_messages")

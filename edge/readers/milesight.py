@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from edge.readers._common import json_events, parse_iso_us
+from edge.readers._common import JsonEventParser, parse_iso_us
 from edge.readers.base import DoorCount, ParserStats, Record
 
 __all__ = ["Layout", "LAYOUTS", "MilesightParser", "encode_interval", "encode_trigger", "parse_device_time"]
@@ -102,34 +102,14 @@ def encode_trigger(entries: int, exits: int, ts_us: int, *, tz_h: int = 8, sn: s
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-class MilesightParser:
+class MilesightParser(JsonEventParser):
     """One MQTT payload in, :class:`DoorCount` records out. ``line`` picks the line of list layouts."""
+    event_name = "report"
 
     def __init__(self, door: str, line: int = 1):
         self.door = door
         self.line = line
         self.stats = ParserStats()
-
-    def _count(self, key: str) -> None:
-        self.stats.extra[key] = self.stats.extra.get(key, 0) + 1
-
-    def feed(self, data: bytes, now_us: int) -> list[Record]:
-        events = json_events(data, self.stats)
-        if events is None:
-            return []
-        out: list[Record] = []
-        for ev in events:
-            self.stats.frames += 1
-            try:
-                rec = self._report(ev)
-            except Exception as e:  # pragma: no cover - defensive
-                self.stats.malformed += 1
-                self.stats.last_error = f"report: {e!r}"[:120]
-                continue
-            if rec is not None:
-                out.append(rec)
-        self.stats.records += len(out)
-        return out
 
     def _get(self, doc: Any, path: tuple[str, ...]) -> Any:
         for key in path:
@@ -143,7 +123,7 @@ class MilesightParser:
                 return None
         return doc
 
-    def _report(self, ev: dict[str, Any]) -> DoorCount | None:
+    def _decode(self, ev: dict[str, Any], now_us: int = 0) -> DoorCount | None:
         for lay in LAYOUTS:
             e, x = self._get(ev, lay.entries), self._get(ev, lay.exits)
             if e is None and x is None:

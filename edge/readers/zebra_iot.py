@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from edge.readers._common import is_epc_hex, json_events, parse_iso_us
+from edge.readers._common import is_epc_hex, JsonEventParser, parse_iso_us
 from edge.readers.base import ParserStats, Record, TagRead
 
 __all__ = ["ZebraIotParser", "encode_event", "encode_heartbeat", "format_ts", "dumps"]
@@ -56,7 +56,7 @@ def dumps(events: list[dict[str, Any]]) -> bytes:
     return json.dumps(events[0] if len(events) == 1 else events, separators=(",", ":")).encode()
 
 
-class ZebraIotParser:
+class ZebraIotParser(JsonEventParser):
     """One MQTT payload in, :class:`TagRead` records out; heartbeats feed health. Never raises."""
 
     def __init__(self, reader: str):
@@ -64,31 +64,11 @@ class ZebraIotParser:
         self.stats = ParserStats()
         self.last_heartbeat_us: int | None = None
 
-    def _count(self, key: str) -> None:
-        self.stats.extra[key] = self.stats.extra.get(key, 0) + 1
-
     def _bad(self, why: str) -> None:
         self.stats.malformed += 1
         self.stats.last_error = why
 
-    def feed(self, data: bytes, now_us: int) -> list[Record]:
-        events = json_events(data, self.stats)
-        if events is None:
-            return []
-        out: list[Record] = []
-        for ev in events:
-            self.stats.frames += 1
-            try:
-                rec = self._event(ev, now_us)
-            except Exception as e:  # pragma: no cover - defensive
-                self._bad(f"event: {e!r}"[:120])
-                continue
-            if rec is not None:
-                out.append(rec)
-        self.stats.records += len(out)
-        return out
-
-    def _event(self, ev: dict[str, Any], now_us: int) -> TagRead | None:
+    def _decode(self, ev: dict[str, Any], now_us: int) -> TagRead | None:
         typ = ev.get("type")
         if typ in _HEARTBEAT_TYPES:
             self._count("heartbeats")
