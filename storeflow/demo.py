@@ -272,6 +272,7 @@ class Pipeline:
         """Feed the point-of-sale purchases made by ``now_us`` (idempotent); returns how many are in."""
         from ingest.files import import_file
 
+        conn.commit()  # the import commits block by block on an idle connection
         p = self.sim.purchases
         due = p[p["ts_us"] <= now_us]
         path = self.workdir / "purchases_due.csv"
@@ -407,6 +408,7 @@ def run_demo(args: argparse.Namespace) -> int:
                     res = analyze(conn, layout.store, start_us, to_us, refit=True)
                     conn.commit()
                     stored = conn.execute("SELECT count(*) FROM tag_reads").fetchone()[0]
+                    conn.commit()
                     say(f"[{datetime.fromtimestamp(now / 1e6, tz):%H:%M} store time | {time.time() - t0:4.0f} s] "
                         f"reads stored {stored:,} | visits {res.visits:,} | pass-bys {res.passbys:,} | "
                         f"trips {res.trips:,}")
