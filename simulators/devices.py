@@ -320,7 +320,7 @@ def _mqtt_client(host: str, port: int, client_id: str) -> Any:
     import paho.mqtt.client as mqtt
 
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-    c.connect(host, port, keepalive=30)
+    c.connect(host, port, keepalive=60)
     c.loop_start()
     return c
 
@@ -331,10 +331,22 @@ class _MqttPublisher:
         self._client = _mqtt_client(host, port, f"sim-{name}-{os.getpid()}-{random.randrange(1 << 30):x}")
         self.messages = 0
 
-    def publish(self, payload: bytes) -> None:
-        info = self._client.publish(self.topic, payload, qos=1)
-        info.wait_for_publish(timeout=10)
-        self.messages += 1
+    def publish(self, payload: bytes, attempts: int = 100) -> None:
+        """Publish with QoS 1 and wait for the PUBACK; across a lost connection (paho reconnects by
+        itself) retry like a real reader would, giving up after ``attempts``."""
+        for _ in range(attempts):
+            if not self._client.is_connected():
+                time.sleep(0.2)
+                continue
+            info = self._client.publish(self.topic, payload, qos=1)
+            try:
+                info.wait_for_publish(timeout=10)
+            except RuntimeError:  # the connection dropped before the PUBACK
+                continue
+            if info.is_published():
+                self.messages += 1
+                return
+        raise RuntimeError(f"could not publish to {self.topic} on {self.host}:{self.port}")
 
     def close(self) -> None:
         self._client.disconnect()
