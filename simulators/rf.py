@@ -157,6 +157,21 @@ def _loss(d2: float, n_exp: float, bp: float, n_far: float) -> float:
     return 10.0 * n_exp * math.log10(bp) + 5.0 * n_far * math.log10(d2 / (bp * bp))
 
 
+@numba.njit(cache=True, fastmath=True)
+def _cand_cell(f, x, y, floor_ids, grid_off, grid_nx, grid_ny):
+    """Index of the 2 m candidate-antenna grid cell at (x, y) metres on floor ``f``; -1 when the floor
+    is not in the grid."""
+    fi = -1
+    for q in range(floor_ids.shape[0]):
+        if floor_ids[q] == f:
+            fi = q
+    if fi < 0:
+        return -1
+    gx = min(max(int(x / 2.0), 0), grid_nx[fi] - 1)
+    gy = min(max(int(y / 2.0), 0), grid_ny[fi] - 1)
+    return grid_off[fi] + gx * grid_ny[fi] + gy
+
+
 @numba.njit(cache=True, fastmath=True, error_model="numpy")
 def _generate(slice_seed, shadow_seed, t0_us, dt_us, n_steps, spb, tag_ids, pf, px, py,
               ax, ay, af, aaz, again, areader, aport, aslot, anslots, aphase, rskew, rdrift, start_us,
@@ -172,7 +187,6 @@ def _generate(slice_seed, shadow_seed, t0_us, dt_us, n_steps, spb, tag_ids, pf, 
     max_r2 = max_r * max_r
     reach2 = (max_r + 2.0) ** 2
     crowd_r2 = crowd_r * crowd_r
-    n_floors = floor_ids.shape[0]
     # pass 1: tags close to each antenna per block, for the singulation cap
     crowd = np.zeros((n_blocks, n_ant), np.int64)
     for j in range(n_act):
@@ -181,15 +195,9 @@ def _generate(slice_seed, shadow_seed, t0_us, dt_us, n_steps, spb, tag_ids, pf, 
             f = pf[s, j]
             if f < 0:
                 continue
-            fi = -1
-            for q in range(n_floors):
-                if floor_ids[q] == f:
-                    fi = q
-            if fi < 0:
+            cell = _cand_cell(f, px[s, j], py[s, j], floor_ids, grid_off, grid_nx, grid_ny)
+            if cell < 0:
                 continue
-            gx = min(max(int(px[s, j] / 2.0), 0), grid_nx[fi] - 1)
-            gy = min(max(int(py[s, j] / 2.0), 0), grid_ny[fi] - 1)
-            cell = grid_off[fi] + gx * grid_ny[fi] + gy
             for c in range(cand_ptr[cell], cand_ptr[cell + 1]):
                 a = cand_ant[c]
                 dx = px[s, j] - ax[a]
@@ -205,15 +213,9 @@ def _generate(slice_seed, shadow_seed, t0_us, dt_us, n_steps, spb, tag_ids, pf, 
             f = pf[s_mid, j]
             if f < 0:
                 continue
-            fi = -1
-            for q in range(n_floors):
-                if floor_ids[q] == f:
-                    fi = q
-            if fi < 0:
+            cell = _cand_cell(f, px[s_mid, j], py[s_mid, j], floor_ids, grid_off, grid_nx, grid_ny)
+            if cell < 0:
                 continue
-            gx = min(max(int(px[s_mid, j] / 2.0), 0), grid_nx[fi] - 1)
-            gy = min(max(int(py[s_mid, j] / 2.0), 0), grid_ny[fi] - 1)
-            cell = grid_off[fi] + gx * grid_ny[fi] + gy
             tb0 = t0_us + b * spb * dt_us
             tb1 = min(tb0 + spb * dt_us, t_end)
             for c in range(cand_ptr[cell], cand_ptr[cell + 1]):
