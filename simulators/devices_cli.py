@@ -108,20 +108,25 @@ def _cmd_serial(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish(dev: Any, banner: str, unit: str) -> int:
+    """Run an MQTT device (blocking) until its stream ends or Ctrl-C; say how much it published."""
+    print(banner, flush=True)
+    try:
+        n = dev.run()
+    except KeyboardInterrupt:
+        dev.stop()
+        return 0
+    print(f"published {n} {unit}", flush=True)
+    return 0
+
+
 def _cmd_mqtt(args: argparse.Namespace) -> int:
     from simulators.devices import MqttReaderDevice
 
     src = _Source(args)
     dev = MqttReaderDevice(args.protocol, src.reads(), src.epcs, host=args.host, port=args.port, topic=args.topic,
                            reader_index=src.index("reader", args.reader), speed=_speed(args), batch=args.batch)
-    print(f"{args.protocol} reader publishing to mqtt://{args.host}:{args.port}/{args.topic}", flush=True)
-    try:
-        n = dev.run()
-    except KeyboardInterrupt:
-        dev.stop()
-        return 0
-    print(f"published {n} reads", flush=True)
-    return 0
+    return _publish(dev, f"{args.protocol} reader publishing to mqtt://{args.host}:{args.port}/{args.topic}", "reads")
 
 
 def _cmd_doors(args: argparse.Namespace) -> int:
@@ -145,14 +150,8 @@ def _cmd_doors(args: argparse.Namespace) -> int:
         return 0
     mdev = MqttDoorDevice(args.protocol, src.doors(), host=args.host, port=args.port, topic=args.topic,
                           door_index=idx, speed=_speed(args))
-    print(f"{args.protocol} door counter publishing to mqtt://{args.host}:{args.port}/{args.topic}", flush=True)
-    try:
-        n = mdev.run()
-    except KeyboardInterrupt:
-        mdev.stop()
-        return 0
-    print(f"published {n} intervals", flush=True)
-    return 0
+    return _publish(mdev, f"{args.protocol} door counter publishing to mqtt://{args.host}:{args.port}/{args.topic}",
+                    "intervals")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
