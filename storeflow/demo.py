@@ -378,7 +378,7 @@ def run_demo(args: argparse.Namespace) -> int:
                             topic_prefix=s.topic_prefix, shared_subscription=shared)
         pipeline.start(conn)
         say("devices -> edge agent -> broker -> ingest: running "
-            f"({sum(1 for r in _assign_protocols(layout)[0] if r['protocol'] in ('impinj-r2000', 'chafon-288m'))} "
+            f"({min(pipeline.serial_readers, len(layout.readers))} "
             f"serial readers on ptys, the rest over MQTT)")
 
         _, token = create_token(conn, "admin", None, name="demo")
