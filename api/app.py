@@ -18,8 +18,9 @@ from fastapi.staticfiles import StaticFiles
 from psycopg.errors import DataError, QueryCanceled
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
-from api.auth import Principal, hash_token, lookup_token
+from api.auth import Principal, TokenCache, hash_token, lookup_token
 from api.database import Database, TooManyRows
 from storeflow.contract import BadInput
 from storeflow.settings import Settings, get_settings
@@ -56,8 +57,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def principal(request: Request, bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
-              cookie: str | None = Depends(_cookie)) -> Principal:
+async def principal(request: Request, bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+                    cookie: str | None = Depends(_cookie)) -> Principal:
     """The caller, from an `Authorization: Bearer` header or the dashboard's cookie."""
     db: Database = request.app.state.db
     if not db.settings.api_auth:
@@ -66,36 +67,46 @@ def principal(request: Request, bearer: HTTPAuthorizationCredentials | None = De
     if not token:
         raise HTTPException(401, "missing API token (Authorization: Bearer <token>)",
                             headers={"WWW-Authenticate": "Bearer"})
-    with db.connection() as conn:
-        who = _check_token(conn, token)
+    tokens: TokenCache = request.app.state.tokens
+    token_hash = hash_token(token)
+    who = tokens.get(token_hash)  # most requests: no query, no thread
+    if who is None:
+        who = await run_in_threadpool(_verify_token, db, tokens, token, token_hash)
     if who is None:
         raise HTTPException(401, "invalid, expired or revoked API token", headers={"WWW-Authenticate": "Bearer"})
     return who
 
 
 #: last_used_at is refreshed at most this often (seconds), so requests with one token do not queue on
-#: a write to its row; validity (revoked, expired) is still checked on every request
+#: a write to its row; it is also how long a verified token stays in the server's TokenCache
 TOKEN_TOUCH_S = 60
 
 
-def _check_token(conn: Any, token: str) -> Principal | None:
-    """Like :func:`api.auth.lookup_token`, but a read on most requests."""
-    row = conn.execute(
-        "SELECT token_id, name, role, stores, last_used_at > now() - make_interval(secs => %s) FROM api_tokens "
-        "WHERE token_hash = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
-        (TOKEN_TOUCH_S, hash_token(token))).fetchone()
-    if row is None:
-        return None
-    if not row[4]:
-        return lookup_token(conn, token)  # also sets last_used_at
-    conn.commit()
-    return Principal(int(row[0]), row[1], row[2], tuple(row[3]) if row[3] is not None else None)
+def _verify_token(db: Database, tokens: TokenCache, token: str, token_hash: str) -> Principal | None:
+    """Check a token in the database (like :func:`api.auth.lookup_token`, but a read on most requests)
+    and keep it in the cache when valid."""
+    generation = tokens.generation
+    with db.connection() as conn:
+        row = conn.execute(
+            "SELECT token_id, name, role, stores, last_used_at > now() - make_interval(secs => %s), expires_at "
+            "FROM api_tokens WHERE token_hash = %s AND revoked_at IS NULL "
+            "AND (expires_at IS NULL OR expires_at > now())",
+            (TOKEN_TOUCH_S, token_hash)).fetchone()
+        if row is None:
+            return None
+        who: Principal | None = Principal(int(row[0]), row[1], row[2], tuple(row[3]) if row[3] is not None else None)
+        if not row[4]:
+            who = lookup_token(conn, token)  # also sets last_used_at
+        conn.commit()
+    if who is not None:
+        tokens.put(token_hash, who, row[5], generation)
+    return who
 
 
 def require_role(role: str):  # type: ignore[no-untyped-def]
     """Dependency: the caller must have at least this role."""
 
-    def check(who: Principal = Depends(principal)) -> Principal:
+    async def check(who: Principal = Depends(principal)) -> Principal:
         if not who.at_least(role):
             raise HTTPException(403, f"this needs the {role} role; your token has {who.role}")
         return who
@@ -119,9 +130,12 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.db = Database(s, database_url)
+        app.state.tokens = TokenCache(app.state.db.url if s.api_auth else None, ttl_s=TOKEN_TOUCH_S)
+        app.state.tokens.start()
         try:
             yield
         finally:
+            app.state.tokens.close()
             app.state.db.close()
 
     app = FastAPI(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.auth import create_token
+from api.auth import create_token, hash_token, revoke_token
 from storeflow.layout import load_layout
 from storeflow.settings import Settings
 from storeflow.store import upsert_layout
@@ -116,3 +117,36 @@ def test_dashboard_requires_login_and_serves_pages(app_db) -> None:  # type: ign
     assert page.status_code == 200 and 'data-page="counters"' in page.text
     assert client.get("/plotly.min.js").status_code == 200
     assert client.get("/api/v1/stores").status_code == 200  # the cookie authenticates API calls too
+
+
+def _wait(check, timeout_s: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_token_cache_refuses_expired_and_revoked_tokens(app_db, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    """Verified tokens are kept in memory, but an expiry still applies and a revoke by another process
+    (as `storeflow token revoke` does) reaches the server through NOTIFY."""
+    client, _, conn = app_db
+    cache = client.app.state.tokens
+    assert _wait(lambda: cache.listening)  # the listener connection is up
+    _, short = create_token(conn, "viewer", ["mini-store"], expires_days=3 / 86400)  # 3 s
+    expires = time.monotonic() + 3
+    assert client.get("/api/v1/stores", headers=_h(short)).status_code == 200
+    assert cache.get(hash_token(short)) is not None  # the next request needs no query
+    assert client.get("/api/v1/stores", headers=_h(short)).status_code == 200
+    time.sleep(max(0.0, expires - time.monotonic()) + 0.2)
+    r = client.get("/api/v1/stores", headers=_h(short))
+    assert r.status_code == 401 and "expired" in r.json()["detail"]
+
+    token_id, token = create_token(conn, "analyst", ["mini-store"])
+    assert client.get("/api/v1/stores", headers=_h(token)).status_code == 200
+    assert cache.get(hash_token(token)) is not None
+    with psycopg.connect(db_url) as other:
+        assert revoke_token(other, token_id)
+    assert _wait(lambda: cache.get(hash_token(token)) is None, 5.0)
+    assert client.get("/api/v1/stores", headers=_h(token)).status_code == 401

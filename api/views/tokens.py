@@ -41,4 +41,5 @@ def delete_token(request: Request, token_id: int, _: Principal = Depends(require
     with request.app.state.db.connection() as conn:
         if not revoke_token(conn, token_id):
             raise HTTPException(404, f"no active token {token_id}")
+    request.app.state.tokens.forget(token_id)  # the NOTIFY reaches this server too, a moment later
     return {"token_id": token_id, "revoked": True}
