@@ -122,6 +122,38 @@ def test_traffic_sums_door_counts(client, db: psycopg.Connection) -> None:  # ty
     assert len(t["hours"]) == 24
 
 
+def test_traffic_by_hour_and_day_with_the_previous_period(client, db: psycopg.Connection) -> None:  # type: ignore[no-untyped-def]
+    """Door counts on the report day and the day before: hours and days in store time, the previous
+    period's entries per hour, all as the plain per-period SQL sums give them."""
+    c, tokens = client
+    db.execute("INSERT INTO door_counts (ts, store_id, door_id, entries, exits) "
+               "SELECT (t::timestamp AT TIME ZONE s.timezone), s.store_id, d.door_id, n, n - 1 "
+               "FROM stores s JOIN doors d USING (store_id), "
+               "(VALUES ('2026-11-19 10:15', 7), ('2026-11-19 23:45', 3), ('2026-11-20 00:15', 5), "
+               "        ('2026-11-20 10:30', 11), ('2026-11-20 23:59', 2)) v(t, n) WHERE s.store = %s", (STORE,))
+    db.commit()
+    tz = db.execute("SELECT timezone FROM stores WHERE store = %s", (STORE,)).fetchone()[0]  # type: ignore[index]
+
+    def per_hour(start: str, end: str) -> dict[int, tuple[int, int]]:
+        rows = db.execute(
+            "SELECT extract(hour FROM ts AT TIME ZONE %(tz)s)::int, sum(entries)::int, sum(exits)::int "
+            "FROM door_counts c JOIN stores s USING (store_id) WHERE s.store = %(store)s "
+            "AND ts >= (%(start)s::timestamp AT TIME ZONE %(tz)s) AND ts < (%(end)s::timestamp AT TIME ZONE %(tz)s) "
+            "GROUP BY 1", {"tz": tz, "store": STORE, "start": start, "end": end}).fetchall()
+        return {h: (e, x) for h, e, x in rows}
+
+    now, before = per_hour("2026-11-20", "2026-11-21"), per_hour("2026-11-19", "2026-11-20")
+    t = _get(c, f"/api/v1/stores/{STORE}/traffic?{Q}", tokens["viewer"]).json()
+    assert [(h["entries"], h["exits"]) for h in t["hours"]] == [now.get(h, (0, 0)) for h in range(24)]
+    assert [h["previous_entries"] for h in t["hours"]] == [before.get(h, (0, 0))[0] for h in range(24)]
+    assert t["previous_footfall"] == sum(e for e, _ in before.values()) > 0
+    assert t["footfall"] == sum(e for e, _ in now.values()) == sum(d["entries"] for d in t["days"])
+    assert [d["day"] for d in t["days"]] == ["2026-11-20"]
+    two = _get(c, f"/api/v1/stores/{STORE}/traffic?from=2026-11-19&to=2026-11-21", tokens["viewer"]).json()
+    assert [d["day"] for d in two["days"]] == ["2026-11-19", "2026-11-20"]
+    assert two["footfall"] == sum(d["entries"] for d in two["days"]) == t["footfall"] + t["previous_footfall"]
+
+
 @pytest.mark.parametrize("url, status, words", [
     (f"/api/v1/stores/{STORE}/counters?from=2026-11-21&to=2026-11-20", 400, "not before"),
     (f"/api/v1/stores/{STORE}/counters?from=yesterday", 400, "neither a date"),

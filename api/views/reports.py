@@ -84,6 +84,39 @@ def _period(conn: Any, store: str, from_: str | None, to: str | None) -> tuple[r
     return info, rp.resolve_period(from_, to, info.tz)
 
 
+# The store, and what the cached reports are computed from: that changes only through an analysis run
+# (visits, trips, heatmap), an import (purchases, tags, members: store 0 = chain-wide) or a new layout.
+_CONTEXT_SQL = """
+    SELECT s.store_id, s.updated_at::text AS layout,
+           (SELECT count(*) || ':' || coalesce(max(finished_at)::text, '') FROM analysis_runs a
+            WHERE a.store_id = s.store_id) AS runs,
+           (SELECT max(imported_at)::text FROM import_ledger l WHERE l.store_id IN (s.store_id, 0)) AS imports
+    FROM stores s WHERE s.store = %s"""
+
+
+def _context(request: Request, store: str, who: Principal, from_: str | None,
+             to: str | None) -> tuple[rp.StoreInfo, rp.Period, tuple[Any, ...]]:
+    """What a report request needs, in one query: 403 when the caller may not see the store, 404 when it
+    does not exist, else the store (kept while its layout is unchanged), the period and the data version."""
+    if not who.can_see(store):
+        raise HTTPException(403, f"your token is not granted store {store!r}")
+    state = request.app.state
+    infos: dict[str, tuple[str, rp.StoreInfo]] | None = getattr(state, "store_infos", None)
+    if infos is None:
+        infos = state.store_infos = {}
+    with state.db.connection() as conn:
+        row = conn.execute(_CONTEXT_SQL, (store,)).fetchone()
+        if row is None:
+            raise HTTPException(404, f"unknown store {store!r}")
+        known = infos.get(store)
+        if known is not None and known[0] == row[1]:
+            info = known[1]
+        else:
+            info = rp.store_info(conn, store)
+            infos[store] = (row[1], info)
+    return info, rp.resolve_period(from_, to, info.tz), tuple(row[1:])
+
+
 class ReportCache:
     """Computed report bodies (JSON bytes) by request and data version: LRU, at most ``ttl_s`` old, and
     concurrent identical misses computed once (the others wait for that result)."""
@@ -122,17 +155,7 @@ class ReportCache:
             gate.release()
 
 
-# What the cached reports are computed from changes only through these: an analysis run (visits, trips,
-# heatmap), an import (purchases, tags, members: store 0 = chain-wide) or a new layout.
-_VERSION_SQL = """
-    SELECT (SELECT count(*) || ':' || coalesce(max(finished_at)::text, '') FROM analysis_runs a
-            WHERE a.store_id = s.store_id) AS runs,
-           (SELECT max(imported_at)::text FROM import_ledger l WHERE l.store_id IN (s.store_id, 0)) AS imports,
-           s.updated_at::text AS layout
-    FROM stores s WHERE s.store_id = %s"""
-
-
-def _cached(request: Request, info: rp.StoreInfo, p: rp.Period, compute: Callable[[], Any]) -> Any:
+def _cached(request: Request, p: rp.Period, version: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
     """``compute()``, or its body from the report cache. Only closed periods are cached (a period that
     includes now still changes); door counts ingested late for a closed period show after ``api_cache_s``."""
     db = request.app.state.db
@@ -142,7 +165,6 @@ def _cached(request: Request, info: rp.StoreInfo, p: rp.Period, compute: Callabl
     cache: ReportCache | None = getattr(request.app.state, "report_cache", None)
     if cache is None:
         cache = request.app.state.report_cache = ReportCache(ttl)
-    version = tuple(db.fetch(_VERSION_SQL, (info.store_id,))[0].values())
     key = (request.url.path, tuple(sorted(request.query_params.multi_items())), version)
     body = cache.get(key, lambda: json.dumps(jsonable_encoder(compute()), allow_nan=False,
                                              separators=(",", ":")).encode())
@@ -155,10 +177,8 @@ def counters(request: Request, store: str, from_: str | None = FromQ, to: str | 
              tier: str | None = Query(None, max_length=100, description="only this member tier ('anonymous' for non-members)"),
              compare: Literal["previous", "year"] | None = Query(None, description="add <key>_prev and <key>_delta"),
              who: Principal = Depends(principal)) -> list[dict[str, Any]]:
-    store_guard(request, store, who)
+    _, p, version = _context(request, store, who, from_, to)
     db = request.app.state.db
-    with db.connection() as conn:
-        info, p = _period(conn, store, from_, to)
 
     def compute() -> list[dict[str, Any]]:
         with db.connection() as conn:
@@ -169,7 +189,7 @@ def counters(request: Request, store: str, from_: str | None = FromQ, to: str | 
                 return rp.counter_kpis_compare(conn, store, p.start, p.end, compare, by)
             return rp.counter_kpis(conn, store, p.start, p.end, by)
 
-    return _cached(request, info, p, compute)
+    return _cached(request, p, version, compute)
 
 
 @router.get("/stores/{store}/kpis", summary="Store KPIs (SPEC section 3)")
@@ -177,10 +197,8 @@ def store_kpis(request: Request, store: str, from_: str | None = FromQ, to: str 
                by: Literal["tier", "hour", "day"] | None = Query(None),
                compare: Literal["previous", "year"] | None = Query(None),
                who: Principal = Depends(principal)) -> Any:
-    store_guard(request, store, who)
+    _, p, version = _context(request, store, who, from_, to)
     db = request.app.state.db
-    with db.connection() as conn:
-        info, p = _period(conn, store, from_, to)
 
     def compute() -> Any:
         with db.connection() as conn:
@@ -188,52 +206,46 @@ def store_kpis(request: Request, store: str, from_: str | None = FromQ, to: str 
                     else rp.store_kpis(conn, store, p.start, p.end, by))
         return rows[0] if by is None else rows
 
-    return _cached(request, info, p, compute)
+    return _cached(request, p, version, compute)
 
 
 @router.get("/stores/{store}/ranking", summary="Counters ranked by revenue per visitor, with quadrant labels")
 def ranking(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
             who: Principal = Depends(principal)) -> list[dict[str, Any]]:
-    store_guard(request, store, who)
+    _, p, version = _context(request, store, who, from_, to)
     db = request.app.state.db
-    with db.connection() as conn:
-        info, p = _period(conn, store, from_, to)
 
     def compute() -> list[dict[str, Any]]:
         with db.connection() as conn:
             return rp.counter_ranking(conn, store, p.start, p.end)
 
-    return _cached(request, info, p, compute)
+    return _cached(request, p, version, compute)
 
 
 @router.get("/stores/{store}/concentration", summary="80/20 view: revenue share of the top members who visited")
 def concentration(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
                   top_fraction: float = Query(0.2, gt=0, le=1), who: Principal = Depends(principal)) -> dict[str, Any]:
-    store_guard(request, store, who)
+    _, p, version = _context(request, store, who, from_, to)
     db = request.app.state.db
-    with db.connection() as conn:
-        info, p = _period(conn, store, from_, to)
 
     def compute() -> dict[str, Any]:
         with db.connection() as conn:
             return rp.revenue_concentration(conn, store, p.start, p.end, top_fraction)
 
-    return _cached(request, info, p, compute)
+    return _cached(request, p, version, compute)
 
 
 @router.get("/stores/{store}/paths", summary="Most frequent paths, most frequent first", response_model=list[PathCount])
 def paths(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
           top: int = Query(20, ge=1, le=1000), who: Principal = Depends(principal)) -> Any:
-    store_guard(request, store, who)
+    _, p, version = _context(request, store, who, from_, to)
     db = request.app.state.db
-    with db.connection() as conn:
-        info, p = _period(conn, store, from_, to)
 
     def compute() -> list[dict[str, Any]]:
         with db.connection() as conn:
             return rp.top_paths(conn, store, p.start, p.end, top)
 
-    return _cached(request, info, p, compute)
+    return _cached(request, p, version, compute)
 
 
 @router.get("/stores/{store}/heatmap", summary="Customer tag-seconds per cell of one floor (cells with time only)",
@@ -241,10 +253,8 @@ def paths(request: Request, store: str, from_: str | None = FromQ, to: str | Non
 def heatmap(request: Request, store: str, floor: int, from_: str | None = FromQ, to: str | None = ToQ,
             cell: float | None = Query(None, gt=0, le=50, description="cell edge in metres (a multiple of the stored cell)"),
             who: Principal = Depends(principal)) -> Any:
-    store_guard(request, store, who)
+    _, p, version = _context(request, store, who, from_, to)
     db = request.app.state.db
-    with db.connection() as conn:
-        info, p = _period(conn, store, from_, to)
 
     def compute() -> dict[str, Any]:
         with db.connection() as conn:
@@ -253,7 +263,7 @@ def heatmap(request: Request, store: str, floor: int, from_: str | None = FromQ,
                 "depth_m": grid.depth_m, "from": p.start.isoformat(), "to": p.end.isoformat(),
                 "cells": [c for c in grid.rows() if c["seconds"] > 0]}
 
-    return _cached(request, info, p, compute)
+    return _cached(request, p, version, compute)
 
 
 @router.get("/stores/{store}/visits", summary="Customer visits with EPC and member (analyst)")
@@ -292,31 +302,41 @@ def tiers(request: Request, store: str, who: Principal = Depends(principal)) -> 
             response_model=Traffic)
 def traffic(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
             who: Principal = Depends(principal)) -> Any:
-    store_guard(request, store, who)
+    info, p, version = _context(request, store, who, from_, to)
     db = request.app.state.db
-    with db.connection() as conn:
-        info, p = _period(conn, store, from_, to)
-    prev = rp.comparison_period(p.start, p.end, "previous", info.tz)
-    sql = ("SELECT {g} AS g, sum(entries)::int AS entries, sum(exits)::int AS exits FROM door_counts "
-           "WHERE store_id = %s AND ts >= %s AND ts < %s GROUP BY 1 ORDER BY 1")
-    hour = "extract(hour FROM ts AT TIME ZONE %s)::int"
-    day = "(ts AT TIME ZONE %s)::date"
-    cur_h = {r["g"]: r for r in db.fetch(sql.format(g=hour), (info.timezone, info.store_id, p.start, p.end))}
-    prev_h = {r["g"]: r for r in db.fetch(sql.format(g=hour), (info.timezone, info.store_id, prev.start, prev.end))}
-    days = db.fetch(sql.format(g=day), (info.timezone, info.store_id, p.start, p.end))
-    n_days = max(1.0, (p.end - p.start) / timedelta(days=1))
-    hours, occ = [], 0.0
-    for h in range(24):
-        e = cur_h.get(h, {}).get("entries", 0) or 0
-        x = cur_h.get(h, {}).get("exits", 0) or 0
-        occ = max(0.0, occ + (e - x) / n_days)
-        hours.append({"hour": h, "entries": e, "exits": x,
-                      "previous_entries": prev_h.get(h, {}).get("entries", 0) or 0, "occupancy_avg": round(occ, 1)})
-    footfall = sum(h["entries"] for h in hours)
-    previous = sum(h["previous_entries"] for h in hours)
-    peak = max(hours, key=lambda h: h["entries"]) if footfall else None
-    return {"store": store, "from": p.start.isoformat(), "to": p.end.isoformat(), "footfall": footfall,
-            "previous_footfall": previous,
-            "change": (footfall - previous) / previous if previous else None,
-            "peak_hour": peak["hour"] if peak else None, "hours": hours,
-            "days": [{"day": d["g"].isoformat(), "entries": d["entries"], "exits": d["exits"]} for d in days]}
+    prev = rp.comparison_period(p.start, p.end, "previous", info.tz)  # ends where the period starts
+
+    def compute() -> dict[str, Any]:
+        # one scan of both periods, grouped by (this period?, local hour, local day of this period)
+        rows = db.fetch(
+            "SELECT cur, extract(hour FROM local)::int AS hour, CASE WHEN cur THEN local::date END AS day, "
+            "coalesce(sum(entries), 0)::int AS entries, coalesce(sum(exits), 0)::int AS exits "
+            "FROM (SELECT ts >= %(start)s AS cur, ts AT TIME ZONE %(tz)s AS local, entries, exits FROM door_counts "
+            "      WHERE store_id = %(sid)s AND ts >= %(prev)s AND ts < %(end)s) d GROUP BY 1, 2, 3",
+            {"start": p.start, "tz": info.timezone, "sid": info.store_id, "prev": prev.start, "end": p.end})
+        entries, exits, previous_h = [0] * 24, [0] * 24, [0] * 24
+        days: dict[Any, list[int]] = {}
+        for r in rows:
+            if r["cur"]:
+                entries[r["hour"]] += r["entries"]
+                exits[r["hour"]] += r["exits"]
+                day = days.setdefault(r["day"], [0, 0])
+                day[0] += r["entries"]
+                day[1] += r["exits"]
+            else:
+                previous_h[r["hour"]] += r["entries"]
+        n_days = max(1.0, (p.end - p.start) / timedelta(days=1))
+        hours, occ = [], 0.0
+        for h in range(24):
+            occ = max(0.0, occ + (entries[h] - exits[h]) / n_days)
+            hours.append({"hour": h, "entries": entries[h], "exits": exits[h], "previous_entries": previous_h[h],
+                          "occupancy_avg": round(occ, 1)})
+        footfall, previous = sum(entries), sum(previous_h)
+        peak = max(hours, key=lambda h: h["entries"]) if footfall else None
+        return {"store": store, "from": p.start.isoformat(), "to": p.end.isoformat(), "footfall": footfall,
+                "previous_footfall": previous,
+                "change": (footfall - previous) / previous if previous else None,
+                "peak_hour": peak["hour"] if peak else None, "hours": hours,
+                "days": [{"day": d.isoformat(), "entries": v[0], "exits": v[1]} for d, v in sorted(days.items())]}
+
+    return _cached(request, p, version, compute)
