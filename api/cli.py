@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from storeflow.cli import add_db_arg
 
@@ -11,16 +12,30 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from storeflow.db import resolve_url
     from storeflow.settings import get_settings
 
     s = get_settings()
     if args.no_auth:
         s = s.model_copy(update={"api_auth": False})
-    app = create_app(s, args.database_url)
     host, port = args.host or s.api_host, args.port or s.api_port
+    workers = api_workers(args.workers if args.workers is not None else s.api_workers)
     print(f"StoreFlow dashboard: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", workers=1)
+    if workers == 1:
+        uvicorn.run(create_app(s, args.database_url), host=host, port=port, log_level="warning", workers=1)
+        return 0
+    # worker processes build the app from the environment: hand them what the command line chose
+    os.environ["STOREFLOW_DATABASE_URL"] = resolve_url(s, args.database_url)  # (starts an embedded server once)
+    if args.no_auth:
+        os.environ["STOREFLOW_API_AUTH"] = "false"
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="warning", workers=workers)
     return 0
+
+
+def api_workers(setting: int) -> int:
+    """Worker processes for ``storeflow serve``: the setting, or for 0 one per two CPU cores (at most 4):
+    PostgreSQL, on the same machine in most deployments, needs the other cores for the reports' queries."""
+    return setting if setting > 0 else max(1, min(4, (os.cpu_count() or 1) // 2))
 
 
 def _token_create(args: argparse.Namespace) -> int:
@@ -64,6 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default=None, help="listen address (default STOREFLOW_API_HOST)")
     p.add_argument("--port", type=int, default=None, help="port (default STOREFLOW_API_PORT)")
     p.add_argument("--no-auth", action="store_true", help="serve without tokens (local demo only)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes (default STOREFLOW_API_WORKERS; 0 = one per two CPU cores, at most 4)")
     p.set_defaults(func=_serve)
 
     t = sub.add_parser("token", help="manage API tokens")

@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     # --- API ------------------------------------------------------------------------------------
     api_host: str = Field("127.0.0.1", description="Address `storeflow serve` listens on.")
     api_port: int = Field(8000, description="Port `storeflow serve` listens on.")
+    api_workers: int = Field(
+        0, ge=0, description="Worker processes of `storeflow serve` (each with its own connection pool and "
+        "report cache); 0 = one per two CPU cores, at most 4."
+    )
     api_auth: bool = Field(
         True, description="Require API tokens (`storeflow token create`). Off only for a local demo."
     )

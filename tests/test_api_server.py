@@ -42,7 +42,7 @@ def served(pg_template: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         _drop_db(name)
 
 
-def _serve(db_url: str, mini_layout_path: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def _serve(db_url: str, mini_layout_path: Path, tmp_path: Path, workers: int = 1) -> Iterator[dict[str, Any]]:
     with psycopg.connect(db_url) as db:
         load_report_fixture(db, mini_layout_path)
     # the same store again from a copy of its layout with a floor plan, imported through the CLI
@@ -54,7 +54,8 @@ def _serve(db_url: str, mini_layout_path: Path, tmp_path: Path) -> Iterator[dict
         viewer = create_token(db, "viewer", ["mini-store"])[1]
     port = free_port()
     env = {**os.environ, "STOREFLOW_DATABASE_URL": ""}
-    proc = subprocess.Popen([*STOREFLOW, "serve", "--database-url", db_url, "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([*STOREFLOW, "serve", "--database-url", db_url, "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", str(workers)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -110,6 +111,16 @@ def test_real_server_answers_with_tokens(served: dict[str, Any]) -> None:
         assert c.get("/plotly.min.js").headers["content-type"].startswith("application/javascript")
 
 
+@pytest.fixture(scope="module")
+def served_2(pg_template: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The same with two worker processes (each has its own token and report caches)."""
+    name = _fresh_db(pg_template)
+    try:
+        yield from _serve(db_url_for(name), DATA / "mini_store.yaml", tmp_path_factory.mktemp("serve2"), workers=2)
+    finally:
+        _drop_db(name)
+
+
 def test_revoked_token_stops_working_at_once(served: dict[str, Any]) -> None:
     db_url = served["db_url"]
     token = _cli("token", "create", "--role", "analyst", "--name", "to revoke", "--database-url", db_url).split()[-1]
@@ -120,6 +131,25 @@ def test_revoked_token_stops_working_at_once(served: dict[str, Any]) -> None:
     assert httpx.get(served["base"] + "/api/v1/stores", headers=auth).status_code == 200
     _cli("token", "revoke", token_id.group(1), "--database-url", db_url)
     assert httpx.get(served["base"] + "/api/v1/stores", headers=auth).status_code == 401
+
+
+def test_two_workers_refuse_a_revoked_token_at_once(served_2: dict[str, Any]) -> None:
+    """Every worker keeps verified tokens in memory; a revoke from the CLI reaches all of them (NOTIFY)."""
+    db_url, base = served_2["db_url"], served_2["base"]
+    token = _cli("token", "create", "--role", "viewer", "--name", "two workers", "--database-url", db_url).split()[-1]
+    listed = _cli("token", "list", "--database-url", db_url)
+    token_id = re.search(r"^(\d+)\tviewer\t\*\tactive\ttwo workers$", listed, re.M)
+    assert token_id, listed
+    auth = {"Authorization": f"Bearer {token}"}
+    url = base + "/api/v1/stores/mini-store/counters?from=2026-11-20&to=2026-11-21"
+    # new connections, so that both workers (most likely) see and cache the token
+    assert [httpx.get(url, headers=auth).status_code for _ in range(20)] == [200] * 20
+    _cli("token", "revoke", token_id.group(1), "--database-url", db_url)
+    assert [httpx.get(url, headers=auth).status_code for _ in range(20)] == [401] * 20
+    proc = served_2["proc"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) in (0, -signal.SIGTERM)
+    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
 
 
 def test_report_cache_follows_the_data_version(served: dict[str, Any]) -> None:
