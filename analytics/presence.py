@@ -21,6 +21,11 @@ Method: a per-tag hidden Markov model decoded with Viterbi on fixed time steps (
   parameters from the decoded paths, shrunk towards those starting values where data are thin,
   under physical ordering constraints (an antenna reads its own zone more often and stronger than
   beside it, and beside it more than far away). RSSI is binned at 0.5 dB for the emission table.
+* Evidence weight: successive steps are not independent given the state (body shadowing, a
+  shopper standing at one spot of a counter), so each step's log-emission is weighted by
+  ``(1 - rho) / (1 + rho)``, with ``rho`` the lag-1 autocorrelation of RSSI residuals measured on
+  the decoded stays in every EM round (:func:`_emission_weight`). Without it, a few seconds of a
+  shadowing peak beside a counter outweigh the transition costs and decode as a short false visit.
 * Decoding: every zone state is entered through a chain of :data:`MIN_STAY_S` steps (an
   explicit minimum stay, :func:`_entry_chains`), so a stay cannot be entered and left within a
   second or two; afterwards a run of "beside z" / "far" steps between two stays in z (nowhere else
@@ -66,6 +71,8 @@ _P_MIN, _P_MAX = 1e-4, 0.8
 #: Shopper walking speed (m/s): how long "beside a zone" lasts for someone walking past it.
 _WALK_MPS = 1.0
 _SD_MIN_DB = 1.0
+#: Bounds of the learnt emission weight (see :func:`_emission_weight`).
+_EMIT_W_MIN, _EMIT_W_MAX = 0.05, 1.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ class PresenceModel:
     rssi_span_db: float       # width of the uniform outlier component (dB)
     step_s: float             # time step (s)
     min_stay_s: float = 0.0   # shortest stay in a zone the decoder allows (s); 0: no minimum
+    emit_weight: float = 1.0  # weight of one step's log-emission (< 1: successive steps are correlated)
 
     @property
     def n_states(self) -> int:
@@ -90,14 +98,14 @@ class PresenceModel:
         return {"state_zone": self.state_zone.tolist(), "p_detect": self.p_detect.tolist(),
                 "mu_dbm": self.mu_dbm.tolist(), "sd_db": self.sd_db.tolist(), "trans": self.trans.tolist(),
                 "rssi_span_db": self.rssi_span_db, "step_s": self.step_s,
-                "min_stay_s": self.min_stay_s}
+                "min_stay_s": self.min_stay_s, "emit_weight": self.emit_weight}
 
     @staticmethod
     def from_json(d: dict) -> PresenceModel:
         return PresenceModel(np.array(d["state_zone"], np.int32), np.array(d["p_detect"], np.float64),
                              np.array(d["mu_dbm"], np.float64), np.array(d["sd_db"], np.float64),
                              np.array(d["trans"], np.float64), float(d["rssi_span_db"]), float(d["step_s"]),
-                             float(d.get("min_stay_s", 0.0)))
+                             float(d.get("min_stay_s", 0.0)), float(d.get("emit_weight", 1.0)))
 
 
 @dataclass(frozen=True)
@@ -533,7 +541,8 @@ def _emission_arrays(model: PresenceModel) -> tuple[np.ndarray, ...]:
     z = (r[None, :, None] - model.mu_dbm.T[:, None, :]) / sd.T[:, None, :]
     g = log_norm.T[:, None, :] - 0.5 * z * z
     table = delta.T[:, None, :] + np.logaddexp(g, outlier_ll)
-    return base, np.ascontiguousarray(table)
+    w = model.emit_weight
+    return base * w, np.ascontiguousarray(table * w)
 
 
 def _run_decode(reads: Reads, model: PresenceModel, seg_off: np.ndarray, want_stats: bool,
@@ -750,7 +759,8 @@ def fit_presence_model(reads: Reads, antennas: AntennaMap, zones: ZoneMap, *, st
 
     # --- hard EM (Viterbi training) ----------------------------------------------------------
     for _ in range(em_rounds if len(sample) else 0):
-        (_, st_steps, st_det, st_sum, st_sq, st_tr), *_ = _run_decode(sample, model, seg_off, True)
+        (states, st_steps, st_det, st_sum, st_sq, st_tr), *_ = _run_decode(sample, model, seg_off, True)
+        w = _emission_weight(states, o_step, o_ant, o_rssi, step_off, model)
         steps = st_steps.sum(0)
         det = st_det.sum(0)
         ssum = st_sum.sum(0)
@@ -773,8 +783,42 @@ def fit_presence_model(reads: Reads, antennas: AntennaMap, zones: ZoneMap, *, st
             trans[s_by] = prior_tr[s_by]
         p, mu = _coverage_constraint(p, mu, own, inside, beside)
         model = PresenceModel(state_zone, np.clip(p, _P_MIN, _P_MAX), mu, sd, trans, rssi_span, step_s,
-                              min_stay_s)
+                              min_stay_s, w)
     return model
+
+
+def _emission_weight(states: np.ndarray, o_step: np.ndarray, o_ant: np.ndarray, o_rssi: np.ndarray,
+                     step_off: np.ndarray, model: PresenceModel) -> float:
+    """Weight of one step's log-emission, learnt from the lag-1 autocorrelation of RSSI residuals.
+
+    The HMM takes successive steps as independent given the state, but body shadowing and a
+    shopper standing still at one spot make a tag's RSSI at an antenna persist for seconds; the
+    evidence of n correlated steps is worth about n (1 - rho) / (1 + rho) independent ones (AR(1)).
+    ``rho`` is measured on the decoded stays: pairs of detections by the same antenna in two
+    successive steps of one segment in the same state, residual against that state's RSSI model.
+    """
+    if o_step.size < 2:
+        return 1.0
+    n_ant = model.p_detect.shape[1]
+    key = o_step * n_ant + o_ant
+    order = np.argsort(key, kind="stable")
+    key, st, ant, rssi = key[order], o_step[order], o_ant[order], o_rssi[order]
+    nxt = np.searchsorted(key, key + n_ant)
+    nxt_ok = nxt < key.size
+    nxt = np.minimum(nxt, key.size - 1)
+    seg = np.searchsorted(step_off, st, side="right")
+    s_here = states[st]
+    pair = (nxt_ok & (key[nxt] == key + n_ant) & (seg[nxt] == seg)
+            & (states[np.minimum(st + 1, states.size - 1)] == s_here))
+    if pair.sum() < 100:
+        return 1.0
+    i, j = np.flatnonzero(pair), nxt[pair]
+    sd = np.maximum(model.sd_db, _SD_MIN_DB)
+    zi = (rssi[i] - model.mu_dbm[s_here[i], ant[i]]) / sd[s_here[i], ant[i]]
+    zj = (rssi[j] - model.mu_dbm[s_here[i], ant[i]]) / sd[s_here[i], ant[i]]
+    rho = float(np.sum(zi * zj) / np.sqrt(np.sum(zi * zi) * np.sum(zj * zj)))
+    rho = min(max(rho, 0.0), 0.99)
+    return float(np.clip((1 - rho) / (1 + rho), _EMIT_W_MIN, _EMIT_W_MAX))
 
 
 def _coverage_constraint(p: np.ndarray, mu: np.ndarray, own: np.ndarray, inside: np.ndarray,
