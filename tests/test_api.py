@@ -119,6 +119,23 @@ def test_dashboard_requires_login_and_serves_pages(app_db) -> None:  # type: ign
     assert client.get("/api/v1/stores").status_code == 200  # the cookie authenticates API calls too
 
 
+def test_plotly_js_is_served_gzipped_and_cacheable(app_db) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, _ = app_db
+    import plotly
+
+    assert client.get(f"/login?token={tokens['viewer']}", follow_redirects=False).status_code == 303
+    page = client.get("/floor?store=mini-store")
+    assert f'src="/plotly.min.js?v={plotly.__version__}"' in page.text
+    raw = client.get("/plotly.min.js", headers={"Accept-Encoding": "identity"})
+    assert raw.status_code == 200 and "content-encoding" not in raw.headers and b"plotly" in raw.content[:2000].lower()
+    packed = client.get(f"/plotly.min.js?v={plotly.__version__}", headers={"Accept-Encoding": "gzip"})
+    assert packed.headers["content-encoding"] == "gzip" and "immutable" in packed.headers["cache-control"]
+    assert packed.content == raw.content  # (httpx decodes) the same file
+    assert int(packed.headers["content-length"]) < len(raw.content) / 2
+    again = client.get("/plotly.min.js", headers={"If-None-Match": raw.headers["etag"]})
+    assert again.status_code == 304 and not again.content
+
+
 def _wait(check, timeout_s: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout_s
     while not check():

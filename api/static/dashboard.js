@@ -23,6 +23,18 @@ function status(text, isError = false) {
   el.className = isError ? "error" : "";
 }
 
+// plotly.js loads with `async`: the data is fetched while it is parsed, and drawing waits for it
+const plotlyReady = new Promise((resolve, reject) => {
+  if (window.Plotly) { resolve(); return; }
+  const tag = $("plotly-js");
+  tag.addEventListener("load", () => resolve());
+  tag.addEventListener("error", () => reject(new Error("could not load plotly.js")));
+});
+async function newPlot(...args) {
+  await plotlyReady;
+  return Plotly.newPlot(...args);
+}
+
 async function api(path) {
   const resp = await fetch("/api/v1" + path, {credentials: "same-origin"});
   if (resp.status === 401) { location.href = "/login"; throw new Error("not signed in"); }
@@ -48,6 +60,9 @@ async function init() {
   document.querySelectorAll("nav a").forEach((a) => {
     a.addEventListener("click", (e) => { e.preventDefault(); go(a.dataset.nav); });
   });
+  // the store is usually known from the address: fetch its layout and floors alongside the store list
+  const known = params.get("store") || document.body.dataset.store;
+  if (known && page !== "traffic") prefetch(known);
   let stores;
   try { stores = await api("/stores"); } catch (e) { status(e.message, true); return; }
   if (!stores.length) { status("No stores yet: import a layout (storeflow import layout FILE).", true); return; }
@@ -72,13 +87,22 @@ function go(target) {
 }
 
 let layoutCache = null, floorsCache = null;
+const pending = {};  // "layout|store" / "floors|store" -> the request in flight or done
+function once(key, path) {
+  if (!pending[key]) pending[key] = api(path).catch((e) => { delete pending[key]; throw e; });
+  return pending[key];
+}
+function prefetch(store) {
+  // errors are reported by the code that uses the answer
+  once(`layout|${store}`, `/stores/${store}/layout`).catch(() => {});
+  if (page === "floor") once(`floors|${store}`, `/stores/${store}/floors`).catch(() => {});
+}
 async function layoutFor(store) {
-  if (!layoutCache || layoutCache.store !== store) layoutCache = await api(`/stores/${store}/layout`);
+  if (!layoutCache || layoutCache.store !== store) layoutCache = await once(`layout|${store}`, `/stores/${store}/layout`);
   return layoutCache;
 }
 async function setupFloors(store) {
-  await layoutFor(store);
-  floorsCache = await api(`/stores/${store}/floors`);
+  [, floorsCache] = await Promise.all([layoutFor(store), once(`floors|${store}`, `/stores/${store}/floors`)]);
   const f = $("floor");
   f.innerHTML = "";
   for (const fl of layoutCache.floors) f.add(new Option(`Floor ${fl.floor}`, fl.floor));
@@ -163,7 +187,7 @@ async function drawFloor(store) {
   const images = planUrl ? [{source: planUrl, xref: "x", yref: "y", x: 0, y: fl.depth_m, sizex: fl.width_m,
     sizey: fl.depth_m, sizing: "stretch", layer: "below", opacity: 1}] : [];
   const width = $("content").clientWidth || 1000;
-  Plotly.newPlot("plot", traces, {margin: {l: 50, r: 10, t: 10, b: 45}, annotations: ann, images,
+  await newPlot("plot", traces, {margin: {l: 50, r: 10, t: 10, b: 45}, annotations: ann, images,
     xaxis: {range: [0, fl.width_m], title: {text: "metres"}, constrain: "domain", showgrid: false, zeroline: false},
     yaxis: {range: [0, fl.depth_m], scaleanchor: "x", title: {text: "metres"}, showgrid: false, zeroline: false},
     plot_bgcolor: "#ffffff", height: Math.round(Math.min(900, Math.max(380, (width - 140) * fl.depth_m / fl.width_m + 60)))},
@@ -226,7 +250,7 @@ async function drawCounters(store) {
   const median = (xs) => { const s = xs.slice().sort((a, b) => a - b); return s.length ? (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2 : 0; };
   const mx = median(withData.map((r) => r.attraction)), my = median(withData.map((r) => r.conversion));
   const line = {color: "#8a94a6", width: 1, dash: "dot"};
-  Plotly.newPlot("quadrant", [{type: "scatter", mode: "markers+text", x: withData.map((r) => r.attraction),
+  await newPlot("quadrant", [{type: "scatter", mode: "markers+text", x: withData.map((r) => r.attraction),
     y: withData.map((r) => r.conversion), text: withData.map((r) => r.zone), textposition: "top center", cliponaxis: false,
     marker: {size: withData.map((r) => 8 + 30 * Math.sqrt((r.revenue || 0) / Math.max(1, revenue))), color: "#0b6bcb", opacity: 0.7},
     hovertext: withData.map((r) => `<b>${r.zone} ${esc(r.name || "")}</b><br>attraction ${pct(r.attraction)} · conversion ${pct(r.conversion)}` +
@@ -284,7 +308,7 @@ async function drawPaths(store) {
     '<div id="sankey" class="plot"></div>' +
     `<div class="table-wrap"><table><thead><tr><th class="text">Path (counters in the order visited)</th><th>Trips</th></tr></thead><tbody>${rows}</tbody></table></div>`;
   if (!paths.length) { $("sankey").hidden = true; return "No shopper paths in this period: choose other dates."; }
-  Plotly.newPlot("sankey", [{type: "sankey", arrangement: "snap",
+  await newPlot("sankey", [{type: "sankey", arrangement: "snap",
     node: {label: nodes, x: nx, y: ny, pad: 10, thickness: 14, hovertemplate: "%{label}<br>%{value} trips<extra></extra>"},
     link: {source: src, target: dst, value: val, hovertemplate: "%{source.label} → %{target.label}<br>%{value} trips<extra></extra>"}}],
     {margin: {l: 10, r: 10, t: 44, b: 10}, height: 520,
@@ -303,7 +327,7 @@ async function drawTraffic(store) {
     ["Peak hour", t.peak_hour === null ? "–" : `${t.peak_hour}:00–${t.peak_hour + 1}:00`]]) +
     '<div id="hourly" class="plot"></div><div id="daily" class="plot"></div>';
   const hourLabels = hours.map((h) => `${h}:00`);
-  Plotly.newPlot("hourly", [
+  await newPlot("hourly", [
     {type: "bar", name: "entries (this period)", x: hours, y: t.hours.map((h) => h.entries), marker: {color: "#0b6bcb"},
       customdata: hourLabels, hovertemplate: "%{customdata}: %{y} entries<extra></extra>"},
     {type: "bar", name: "entries (previous period)", x: hours, y: t.hours.map((h) => h.previous_entries), marker: {color: "#b8c4d6"},
@@ -317,7 +341,7 @@ async function drawTraffic(store) {
       yaxis2: {title: {text: "people in the store"}, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false}, height: 420},
     {responsive: true, displaylogo: false});
   const dayLabel = (d) => new Date(d + "T12:00:00Z").toLocaleDateString(undefined, {weekday: "short", day: "numeric", month: "short", timeZone: "UTC"});
-  Plotly.newPlot("daily", [{type: "bar", x: t.days.map((d) => dayLabel(d.day)), y: t.days.map((d) => d.entries), marker: {color: "#0b6bcb"},
+  await newPlot("daily", [{type: "bar", x: t.days.map((d) => dayLabel(d.day)), y: t.days.map((d) => d.entries), marker: {color: "#0b6bcb"},
     width: t.days.length < 5 ? 0.4 : undefined,
     hovertemplate: "%{x}: %{y} entries<extra></extra>"}],
     {margin: {l: 60, r: 20, t: 40, b: 60}, title: {text: "Footfall by day", font: {size: 14}}, height: 320,
