@@ -25,6 +25,7 @@ import psycopg
 
 from analytics.data import AntennaMap, Reads, antenna_map, zone_map
 from analytics.presence import PresenceModel, fit_presence_model, zone_presence
+from analytics.rollups import rebuild_visit_rollups
 from analytics.trips import paths_from_visits, trips_from_reads
 from analytics.visits import visits_from_presence
 from storeflow.contract import BadInput
@@ -173,7 +174,8 @@ def analyze(conn: psycopg.Connection, store: str, from_us: int, to_us: int, sett
     layout changes or ``refit`` is asked for, so every range of a period is decoded alike.
 
     Writes ``visits`` (counter zones only; pass-bys flagged) and ``trips`` whose start falls in the
-    range, the heatmap cells of the hours overlapping it, and one ``analysis_runs`` row.
+    range, the visit rollups of the local days it touches (:mod:`analytics.rollups`), the heatmap
+    cells of the hours overlapping it, and one ``analysis_runs`` row.
     """
     t_start = time.perf_counter()
     s = settings or get_settings()
@@ -290,6 +292,9 @@ def _write(conn: psycopg.Connection, store_id: int, from_us: int, to_us: int, he
                                    cust.tolist()):
                         cp.write_row((store_id, *row))
                     n_trips += len(t_tag)
+            # the reports' per-day visit rollups of every local day the range touches, from the visits
+            # just written (same transaction: a report never sees one without the other)
+            n_rollup_days = rebuild_visit_rollups(conn, store_id, from_dt, to_dt)
             n_cells = 0
             if heat_parts is not None:
                 conn.execute(f"DELETE FROM heatmap_cells WHERE store_id = %s AND bucket >= {rng[0]} "
@@ -302,7 +307,8 @@ def _write(conn: psycopg.Connection, store_id: int, from_us: int, to_us: int, he
                         cp.write_row((store_id, f, b, params["cell_m"], ix, iy, sec))
                 n_cells = len(cells)
         out = {**stats, "run_id": int(run_id), "visits": int((~v_passby.astype(bool)).sum()),
-               "passbys": int(v_passby.astype(bool).sum()), "trips": n_trips, "heatmap_cells": n_cells}
+               "passbys": int(v_passby.astype(bool).sum()), "trips": n_trips, "heatmap_cells": n_cells,
+               "rollup_days": n_rollup_days}
         conn.execute("UPDATE analysis_runs SET finished_at = now(), stats = %s WHERE run_id = %s",
                      (json.dumps(out), run_id))
     return out

@@ -39,6 +39,7 @@ import psycopg
 from psycopg.adapt import Loader
 from psycopg.pq import Format, TransactionStatus
 
+from analytics.rollups import PG_EPOCH_US, VisitColumns, load_visit_columns
 from storeflow.contract import BadInput
 from storeflow.settings import store_params
 
@@ -402,16 +403,138 @@ def _n_distinct(values: np.ndarray) -> int:
     return int(len(np.unique(values)))
 
 
-def _visit_stats(n_passbys: int, dwell: np.ndarray, tags: np.ndarray) -> tuple[int, int, int, float | None,
-                                                                               float | None, float]:
-    """(visitors, visits, passbys, dwell median, dwell p90, dwell total) of one counter (and label)."""
-    d = dwell.astype(np.float64)
-    if not len(d):
-        return 0, 0, int(n_passbys), None, None, 0.0
-    med, p90 = np.percentile(d, [50, 90])  # linear interpolation, as percentile_cont
-    # Dwell times are stored as real (float4): report them to the millisecond, not float4 noise.
-    return (_n_distinct(tags), len(d), int(n_passbys), round(float(med), 3), round(float(p90), 3),
-            round(float(d.sum()), 3))
+def _sorted_percentile(d: np.ndarray, starts: np.ndarray, counts: np.ndarray, q: float) -> np.ndarray:
+    """Per group, the q-quantile of ``d`` (sorted within each group; groups at ``starts`` with
+    ``counts`` values), interpolated linearly as numpy's percentile and PostgreSQL's percentile_cont."""
+    pos = (counts - 1) * q
+    lo = np.floor(pos).astype(np.int64)
+    frac = pos - lo
+    a = d[starts + lo]
+    b = d[starts + np.minimum(lo + 1, counts - 1)]
+    diff = b - a
+    return np.where(frac >= 0.5, b - diff * (1 - frac), a + diff * frac)  # numpy's lerp, bit for bit
+
+
+def _buying_visits(tag: np.ndarray, zone: np.ndarray, trip_start_us: np.ndarray, trip_end_us: np.ndarray,
+                   purchases: np.ndarray, window_us: int) -> np.ndarray:
+    """Per visit: did its tag's member buy at its counter within [trip start, trip end + window]?
+    ``purchases``: records with ``tag`` (every tag of the buying member), ``zone`` and ``ts_us``."""
+    out = np.zeros(tag.shape[0], bool)
+    if not purchases.size or not tag.size:
+        return out
+    pkey = (purchases["tag"].astype(np.int64) << 32) | purchases["zone"].astype(np.int64)
+    vkey = (tag.astype(np.int64) << 32) | zone.astype(np.int64)
+    cand = np.flatnonzero(np.isin(vkey, pkey))
+    if not cand.size:
+        return out
+    # Sort visits (at their trip start) and purchases together by (tag, counter, time), a visit before
+    # a purchase at the same instant; the first purchase at or after a visit in the sort order is the
+    # earliest one of its tag and counter not before the trip start.
+    vkey = vkey[cand]
+    keys = np.concatenate((vkey, pkey))
+    times = np.concatenate((trip_start_us[cand], purchases["ts_us"].astype(np.int64)))
+    is_p = np.concatenate((np.zeros(cand.size, bool), np.ones(pkey.size, bool)))
+    order = np.lexsort((is_p, times, keys))
+    n = order.size
+    nxt = np.minimum.accumulate(np.where(is_p[order], np.arange(n), n)[::-1])[::-1]
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    j = nxt[rank[:cand.size]]
+    ok = j < n
+    first = order[j[ok]]
+    hit = np.zeros(cand.size, bool)
+    hit[ok] = (keys[first] == vkey[ok]) & (times[first] <= trip_end_us[cand][ok] + window_us)
+    out[cand] = hit
+    return out
+
+
+def _distinct_per_group(group: np.ndarray, tag: np.ndarray, n_groups: int) -> np.ndarray:
+    """Distinct tags per dense group index."""
+    pairs = np.unique((group.astype(np.int64) << 32) | tag.astype(np.int64))
+    return np.bincount(pairs >> 32, minlength=n_groups)
+
+
+def _sort_within_groups(group: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` (float32) sorted by (group, value), as float64."""
+    if not np.signbit(values).any():
+        # floats without a sign bit order like their bit patterns: one int64 sort instead of a lexsort
+        packed = np.sort((group.astype(np.int64) << 32) | values.view(np.uint32).astype(np.int64))
+        return (packed & 0xFFFFFFFF).astype(np.uint32).view(np.float32).astype(np.float64)
+    return values[np.lexsort((values, group))].astype(np.float64)
+
+
+def _labels(conn: psycopg.Connection, by: By | None, cols: VisitColumns) -> tuple[np.ndarray, list[Any]]:
+    """Per visit a label code (-1: none: a tier breakdown drops visits whose tag is missing from the
+    tags table, as a join would) and the label values by code."""
+    n = len(cols)
+    if by is None:
+        return np.zeros(n, np.int64), [0]
+    if by == "hour":
+        return cols.hour.astype(np.int64), list(range(24))
+    if by == "day":
+        first = int(cols.day.min()) if n else 0
+        last = int(cols.day.max()) if n else -1
+        return (cols.day - first).astype(np.int64), [date.fromordinal(d) for d in range(first, last + 1)]
+    if by == "tier":
+        tags = np.unique(cols.tag_id)
+        found = conn.execute(
+            f"SELECT t.tag_id, {_TIER_TAG} FROM unnest(%s::int4[]) AS u(tag_id) "
+            "JOIN tags t ON t.tag_id = u.tag_id LEFT JOIN members m ON m.member = t.member", (tags.tolist(),)).fetchall()
+        names = sorted({label for _, label in found})
+        code_of = {name: i for i, name in enumerate(names)}
+        lut = np.full(tags.size, -1, np.int64)
+        at = np.searchsorted(tags, np.array([t for t, _ in found], np.int64))
+        lut[at] = [code_of[lb] for _, lb in found]
+        return lut[np.searchsorted(tags, cols.tag_id)], names
+    raise BadInput(f"unknown breakdown {by!r} (choose tier, hour or day)")
+
+
+_VisitKpis = tuple[int, int, int, float | None, float | None, float, int]  # see _visit_kpis
+
+
+def _visit_kpis(conn: psycopg.Connection, by: By | None, cols: VisitColumns, purchases_of: Any,
+                window_us: int) -> dict[tuple[Any, int], _VisitKpis]:
+    """(visitors, visits, passbys, dwell median, dwell p90, dwell total, buyers) per (label, zone id)
+    with visits or pass-bys; ``purchases_of(p_from_us, p_to_us)`` fetches the purchases for buyers."""
+    code, names = _labels(conn, by, cols)
+    if not len(cols):
+        return {}
+    zones = np.unique(cols.zone_id)
+    zone_lut = np.zeros(int(zones[-1]) + 1, np.int64)
+    zone_lut[zones] = np.arange(zones.size)
+    has = code >= 0
+    group = code * zones.size + zone_lut[cols.zone_id]  # dense (label, zone) index
+    n_groups = len(names) * zones.size
+    real = has & ~cols.passby
+    g = group[real]
+    tag = cols.tag_id[real]
+    passbys = np.bincount(group[has & cols.passby], minlength=n_groups)
+    visits = np.bincount(g, minlength=n_groups)
+    starts = np.concatenate(([0], np.cumsum(visits)[:-1]))
+    d = _sort_within_groups(g, cols.dwell_s[real])
+    nz = np.flatnonzero(visits)
+    totals = np.zeros(n_groups)
+    med = np.zeros(n_groups)
+    p90 = np.zeros(n_groups)
+    if nz.size:
+        totals[nz] = np.add.reduceat(d, starts[nz])  # summed in sorted order: independent of visit order
+        med[nz] = _sorted_percentile(d, starts[nz], visits[nz], 0.5)
+        p90[nz] = _sorted_percentile(d, starts[nz], visits[nz], 0.9)
+    visitors = _distinct_per_group(g, tag, n_groups)
+    buyers = np.zeros(n_groups, np.int64)
+    if g.size:
+        ts0, ts1 = cols.trip_start_us[real], cols.trip_end_us[real]
+        purchases = purchases_of(int(ts0.min()), int(ts1.max()))
+        bought = _buying_visits(tag, cols.zone_id[real], ts0, ts1, purchases, window_us)
+        buyers = _distinct_per_group(g[bought], tag[bought], n_groups)
+    out: dict[tuple[Any, int], _VisitKpis] = {}
+    for i in np.flatnonzero(visits + passbys).tolist():
+        n = int(visits[i])
+        # Dwell times are stored as real (float4): report them to the millisecond, not float4 noise.
+        out[(names[i // zones.size], int(zones[i % zones.size]))] = (
+            int(visitors[i]), n, int(passbys[i]), round(float(med[i]), 3) if n else None,
+            round(float(p90[i]), 3) if n else None, round(float(totals[i]), 3), int(buyers[i]))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -425,35 +548,33 @@ def counter_kpis(conn: psycopg.Connection, store: str, start: datetime, end: dat
 
     Without ``by`` each row has exactly :data:`COUNTER_KEYS`; with ``by`` each row starts with the
     breakdown label (``tier``, ``hour`` or ``day``) and there is one row per label and counter.
+
+    Visits come from the visit rollups where the analyze job wrote them, else from the visits table
+    (:mod:`analytics.rollups`); the statistics are computed in numpy, so a month of visits costs no
+    per-visit work in the server.
     """
     info = store_info(conn, store)
     period = Period(start, end)
+    _group_expr(by, "", "")  # rejects an unknown breakdown before any query
     p = {"sid": info.store_id, "start": period.start, "end": period.end, "tz": info.timezone,
          "window": info.params["purchase_window_s"]}
-    gv = _group_expr(by, "v.start_ts", _TIER_TAG)
-    # Hash aggregation hands over each counter's dwell times and visitor tags as binary arrays; numpy
-    # then takes distinct counts and percentiles. This avoids sorting a month of visits in the server
-    # (count DISTINCT and percentile_cont sort each group): 2-3x faster on 600 k visits.
-    visits_sql = f"""
-        SELECT {gv} AS g, v.zone_id,
-               count(*) FILTER (WHERE v.passby),
-               coalesce(array_agg(v.dwell_s) FILTER (WHERE NOT v.passby), '{{}}'),
-               coalesce(array_agg(v.tag_id) FILTER (WHERE NOT v.passby), '{{}}'),
-               min(v.trip_start) FILTER (WHERE NOT v.passby), max(v.trip_end) FILTER (WHERE NOT v.passby)
-        FROM visits v {_tags_join(by, 'v')}
-        WHERE v.store_id = %(sid)s AND v.start_ts >= %(start)s AND v.start_ts < %(end)s AND v.customer
-        GROUP BY {_group_key(by, _TIER_TAG)}, 2"""
-    # A visitor is a buyer when their member bought at this counter within [trip start, trip end +
-    # window]. Purchases are bounded by the extent of the visits' trips so the join reads only those.
-    buyers_sql = f"""
-        SELECT {gv} AS g, v.zone_id, array_agg(v.tag_id)
-        FROM visits v JOIN tags t ON t.tag_id = v.tag_id LEFT JOIN members m ON m.member = t.member
-        JOIN purchases p ON p.member = t.member AND p.zone_id = v.zone_id
-                        AND p.ts >= v.trip_start AND p.ts <= v.trip_end + %(window)s * interval '1 second'
-        WHERE v.store_id = %(sid)s AND v.start_ts >= %(start)s AND v.start_ts < %(end)s AND v.customer
-          AND NOT v.passby AND p.store_id = %(sid)s AND p.ts >= %(p_from)s
-          AND p.ts <= %(p_to)s + %(window)s * interval '1 second'
-        GROUP BY {_group_key(by, _TIER_TAG)}, 2"""
+    window_us = int(round(info.params["purchase_window_s"] * 1e6))
+
+    def purchases_of(lo_us: int, hi_us: int) -> np.ndarray:
+        # every tag of the member that bought, so that the sale joins the member's visits by tag;
+        # packed into one row of binary vectors (as the visit rollups)
+        row = conn.execute(
+            "SELECT string_agg(int4send(t.tag_id), ''::bytea), string_agg(int4send(p.zone_id), ''::bytea), "
+            "string_agg(timestamptz_send(p.ts), ''::bytea) "
+            "FROM purchases p JOIN tags t ON t.member = p.member WHERE p.store_id = %s AND p.ts >= %s AND p.ts <= %s",
+            (info.store_id, _from_us(lo_us), _from_us(hi_us + window_us)), binary=True).fetchone()
+        tags, zones, ts = row if row is not None and row[0] is not None else (b"", b"", b"")
+        out = np.zeros(len(tags) // 4, [("tag", np.int32), ("zone", np.int32), ("ts_us", np.int64)])
+        out["tag"] = np.frombuffer(tags, ">i4")
+        out["zone"] = np.frombuffer(zones, ">i4")
+        out["ts_us"] = np.frombuffer(ts, ">i8").astype(np.int64) + PG_EPOCH_US
+        return out
+
     gp = _group_expr(by, "p.ts", _TIER_PURCHASE)
     revenue_sql = f"""
         SELECT {gp} AS g, p.zone_id, sum(p.amount)
@@ -461,15 +582,9 @@ def counter_kpis(conn: psycopg.Connection, store: str, start: datetime, end: dat
         WHERE p.store_id = %(sid)s AND p.ts >= %(start)s AND p.ts < %(end)s
         GROUP BY {_group_key(by, _TIER_PURCHASE)}, 2"""
     with _report_scan(conn):
-        rows = _fetch_arrays(conn, visits_sql, p)
-        vis = {(g, z): _visit_stats(n_pass, dwell, tags) for g, z, n_pass, dwell, tags, _, _ in rows}
+        cols = load_visit_columns(conn, info.store_id, info.timezone, period.start, period.end)
+        vis = _visit_kpis(conn, by, cols, purchases_of, window_us)
         seen = {g: _n_distinct(tags) for g, tags in _fetch_arrays(conn, _seen_sql(by), p)}
-        buyers: dict[tuple[Any, int], int] = {}
-        trip_starts = [r[5] for r in rows if r[5] is not None]
-        if trip_starts:
-            p_to = max(r[6] for r in rows if r[6] is not None)
-            buyers = {(g, z): _n_distinct(tags) for g, z, tags in _fetch_arrays(
-                conn, buyers_sql, {**p, "p_from": min(trip_starts), "p_to": p_to})}
         revenue = {(g, z): a for g, z, a in conn.execute(revenue_sql, p)}  # type: ignore[arg-type]
 
     groups = _all_groups(by, period, info.tz, [*seen, *(g for g, _ in vis), *(g for g, _ in revenue)])
@@ -478,8 +593,8 @@ def counter_kpis(conn: psycopg.Connection, store: str, start: datetime, end: dat
     rows: list[dict[str, Any]] = []
     for g in groups:
         for zid, code in counters:
-            visitors, visits, passbys, med, p90, total = vis.get((g, zid), (0, 0, 0, None, None, 0.0))
-            n_buyers = buyers.get((g, zid), 0)
+            visitors, visits, passbys, med, p90, total, n_buyers = vis.get(
+                (g, zid), (0, 0, 0, None, None, 0.0, 0))
             rev = _money(revenue.get((g, zid)))
             row: dict[str, Any] = {} if by is None else {by: _label(by, g)}
             row.update({
@@ -498,6 +613,13 @@ def counter_kpis(conn: psycopg.Connection, store: str, start: datetime, end: dat
             })
             rows.append(row)
     return rows
+
+
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _from_us(us: int) -> datetime:
+    return _UNIX_EPOCH + timedelta(microseconds=us)
 
 
 # ------------------------------------------------------------------------------------------------

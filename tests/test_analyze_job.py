@@ -52,6 +52,22 @@ def _rows(db, table, cols):
     return db.execute(f"SELECT {cols} FROM {table} ORDER BY 1, 2, 3").fetchall()
 
 
+def _assert_rollups_hold_the_visits(db, sid, lo_us, hi_us):
+    """The visit rollups cover the range's local days and hold exactly its customer visits."""
+    from analytics.job import _dt
+    from analytics.rollups import covered_days, load_visit_columns
+
+    tz = db.execute("SELECT timezone FROM stores WHERE store_id = %s", (sid,)).fetchone()[0]
+    start, end = _dt(lo_us), _dt(hi_us)
+    assert covered_days(db, sid, tz, start, end)
+    a = load_visit_columns(db, sid, tz, start, end)
+    b = load_visit_columns(db, sid, tz, start, end, use_rollups=False)
+    assert a.from_rollups >= 1 and b.from_rollups == 0
+    rows = lambda c: sorted(zip(c.tag_id.tolist(), c.start_us.tolist(), c.zone_id.tolist(),  # noqa: E731
+                                c.dwell_s.tolist(), c.passby.tolist(), c.trip_end_us.tolist()))
+    assert rows(a) == rows(b) and len(a) > 0
+
+
 def test_analyze_writes_reruns_and_splits_ranges(db, mini_layout_path):
     lay, sid, am, zm, reads, staff = _load_store(db, mini_layout_path)
     st_ = Settings(analyze_margin_s=3600)
@@ -75,6 +91,7 @@ def test_analyze_writes_reruns_and_splits_ranges(db, mini_layout_path):
     assert all(c == (t != staff) for t, *_, c in vis)
     trips = _rows(db, "trips", "tag_id, start_ts, end_ts, n_reads, path, customer")
     assert len(trips) == len(np.unique(reads.tag)) and sum(t[3] for t in trips) == len(reads)
+    _assert_rollups_hold_the_visits(db, sid, lo, hi)
     # re-running gives the same rows
     analyze(db, lay.store, lo, hi, st_, with_heatmap=False)
     assert _rows(db, "visits", "tag_id, start_ts, zone_id, end_ts, dwell_s, passby, customer") == vis
@@ -88,6 +105,7 @@ def test_analyze_writes_reruns_and_splits_ranges(db, mini_layout_path):
     assert _rows(db, "trips", "tag_id, start_ts, end_ts, n_reads, path, customer") == trips
     runs = db.execute("SELECT count(*), count(finished_at) FROM analysis_runs").fetchone()
     assert runs == (4, 4)
+    _assert_rollups_hold_the_visits(db, sid, lo, hi)
 
 
 def test_analyze_in_tag_blocks_and_heatmap(db, mini_layout_path):
