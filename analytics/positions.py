@@ -17,16 +17,20 @@ Models
 Estimators (one estimate per tag per ``step_s`` step with reads, on an epoch-aligned grid)
 ------------------------------------------------------------------------------------------
 * ``grid`` (default): reads are pooled per antenna; the floor is the one whose antennas say "close"
-  most strongly; on a local grid (1.5 m, up to 6 m around the prior or the antennas' centroid) the
-  log-likelihood of the pooled read counts (Poisson, antennas that did NOT read the tag count as
-  evidence too) and of their mean RSSI is added to a Gaussian motion prior from the previous step
-  (random walk at ``speed_mps``). The posterior mean and variance feed the next step (a grid-based
-  assumed-density filter); the variance is returned too (:attr:`Positions.var_m2`, for heatmap
-  spreading). When none of the antennas reading the tag could hear it at the prior (farther than the
-  learnt ``neighbour_m``), the track is lost and restarts from the reading antennas: a local grid
-  around a wrong prior would otherwise never reach the tag again.
+  most strongly; over the floor's 1 m lattice of walkable cells (cell centres; cells centred in a
+  ``staff_only`` zone are left out), within 6 m of the reading antennas' centroid, or of the prior
+  (up to two prior sigmas + one cell), the log-likelihood of the pooled read counts (Poisson: every
+  antenna of the floor that did NOT read the tag counts as evidence too) and of their mean RSSI is
+  added to a Gaussian motion prior from the previous step (random walk at ``speed_mps``). The
+  per-antenna terms are tabulated per lattice cell once per run (all antennas' non-detections summed
+  into one floor raster), so a step costs the window's cells times the antennas that read the tag.
+  The posterior mean and variance feed the next step (a grid-based assumed-density filter); the
+  variance is returned too (:attr:`Positions.var_m2`, for heatmap spreading). When none of the
+  antennas reading the tag could hear it at the prior (farther than the learnt ``neighbour_m``),
+  the track is lost and restarts from the reading antennas: a local grid around a wrong prior would
+  otherwise never reach the tag again.
 * ``wls``: robust (Huber) weighted least squares on path-loss ranges, range sigma growing with
-  range, Levenberg-Marquardt, with the same kind of motion prior. About 4x faster, less accurate.
+  range, Levenberg-Marquardt, with the same kind of motion prior. Faster, less accurate.
 
 Positions stay inside the floor rectangle. **Presence**: from a tag's first to its last read, gaps
 up to ``max_gap_s`` bridged; steps without reads inside a presence segment are interpolated, then a
@@ -48,7 +52,7 @@ from analytics.data import AntennaMap, Reads
 from storeflow.layout import Layout
 
 __all__ = ["PathLossModel", "RangeModel", "Positions", "POSITION_DTYPE", "estimate_positions",
-           "fit_path_loss", "fit_range_model", "floor_geometry"]
+           "fit_path_loss", "fit_range_model", "floor_geometry", "lattice_walkable", "points_in_polygon"]
 
 from analytics.config import NJIT as _NJIT
 from analytics.config import NJIT_PARALLEL as _NJIT_PAR
@@ -221,63 +225,96 @@ def _table(tab, bin_m, d):  # pragma: no cover - jit
 
 
 @njit(**_NJIT)
-def _grid_step(cand, n_cand, cnt, rs, ant_x, ant_y, mu_tab, lmu_tab, rssi_tab, inv_bin, inv2s2,
-               cx, cy, half_m, spacing_m, w_m, d_m, has_prior, qx, qy, qvar):  # pragma: no cover - jit
-    """Posterior mean and per-axis variance (m^2) of the position on a local grid.
+def _lattice_step(heard, cnt, rs, n_heard, coff, ny, g, base, walk, woff, wi0, wj0, wnx, wny, w_lmu, w_rssi,
+                  lmu_far, rssi_far, inv2s2, cx, cy, half_m, nx, has_prior, qx, qy, qvar,
+                  ll):  # pragma: no cover - jit
+    """Posterior mean and per-axis variance (m^2) of the position over the floor's lattice cells within
+    ``half_m`` of (cx, cy) (cell centres ``((i + 0.5) g, (j + 0.5) g)``, walkable cells only).
 
-    Likelihood per candidate antenna: Poisson read count with the learnt expected count at that
-    distance (antennas that did NOT read the tag count too), and for reads a Gaussian on their mean
-    RSSI around the learnt RSSI at that distance; times a Gaussian prior (previous estimate) if any.
-    Tables are per antenna, indexed by distance bin (``mu`` = expected reads per step).
+    Log-likelihood of a cell = ``base`` (minus the expected read count of every antenna of the floor:
+    a Poisson non-detection) + per antenna that read the tag its count times log expected count and
+    the Gaussian RSSI term of its mean RSSI; plus the Gaussian motion prior if any. The per-antenna
+    terms are tabulated on each antenna's window of cells (``w_*``; outside it, the far values).
+    Cells more than 30 log units below the best carry no weight.
     """
-    nb = mu_tab.shape[1]
-    n = int(half_m / spacing_m)
-    best = -1e300
-    side = 2 * n + 1
-    ll = np.empty(side * side)
-    for gi in range(side):
-        x = cx + (gi - n) * spacing_m
-        for gj in range(side):
-            y = cy + (gj - n) * spacing_m
-            idx = gi * side + gj
-            if x < 0.0 or y < 0.0 or x >= w_m or y >= d_m:
-                ll[idx] = -1e300
-                continue
-            v = 0.0
+    i0 = max(int(math.floor((cx - half_m) / g)), 0)
+    i1 = min(int(math.floor((cx + half_m) / g)), nx - 1)
+    j0 = max(int(math.floor((cy - half_m) / g)), 0)
+    j1 = min(int(math.floor((cy + half_m) / g)), ny - 1)
+    if i1 < i0 or j1 < j0:
+        return cx, cy, half_m * half_m
+    nj = j1 - j0 + 1
+    # base and prior (separable), row by row over the window
+    for i in range(i0, i1 + 1):
+        r = (i - i0) * nj
+        c0 = coff + i * ny
+        pxi = 0.0
+        if has_prior:
+            pxi = ((i + 0.5) * g - qx) ** 2
+        for j in range(j0, j1 + 1):
+            v = base[c0 + j]
             if has_prior:
-                v -= ((x - qx) ** 2 + (y - qy) ** 2) / (2.0 * qvar)
-            for j in range(n_cand):
-                a = cand[j]
-                b = min(int(math.sqrt((x - ant_x[a]) ** 2 + (y - ant_y[a]) ** 2) * inv_bin), nb - 1)
-                c = cnt[j]
-                v += c * lmu_tab[a, b] - mu_tab[a, b]
-                if c > 0.0:
-                    e = rs[j] - rssi_tab[a, b]
-                    v -= c * e * e * inv2s2
-            ll[idx] = v
-            if v > best:
-                best = v
+                v -= (pxi + ((j + 0.5) * g - qy) ** 2) / (2.0 * qvar)
+            ll[r + j - j0] = v
+    # each antenna that read the tag: its tabulated window part (contiguous runs), far values elsewhere
+    for h in range(n_heard):
+        a = heard[h]
+        c = cnt[h]
+        ef = rs[h] - rssi_far[a]
+        far = c * (lmu_far[a] - ef * ef * inv2s2)
+        ja = max(j0, wj0[a])
+        jb = min(j1, wj0[a] + wny[a] - 1)
+        for i in range(i0, i1 + 1):
+            r = (i - i0) * nj - j0
+            li = i - wi0[a]
+            if li < 0 or li >= wnx[a] or ja > jb:
+                for j in range(j0, j1 + 1):
+                    ll[r + j] += far
+                continue
+            for j in range(j0, ja):
+                ll[r + j] += far
+            q = woff[a] + li * wny[a] - wj0[a]
+            for j in range(ja, jb + 1):
+                e = rs[h] - w_rssi[q + j]
+                ll[r + j] += c * (w_lmu[q + j] - e * e * inv2s2)
+            for j in range(jb + 1, j1 + 1):
+                ll[r + j] += far
+    best = -1e300
+    for i in range(i0, i1 + 1):
+        r = (i - i0) * nj
+        c0 = coff + i * ny
+        for j in range(j0, j1 + 1):
+            if walk[c0 + j] and ll[r + j - j0] > best:
+                best = ll[r + j - j0]
+    if best == -1e300:
+        return cx, cy, half_m * half_m
     sw = 0.0
     sx = 0.0
     sy = 0.0
     sxx = 0.0
-    for gi in range(side):
-        x = cx + (gi - n) * spacing_m
-        for gj in range(side):
-            v = ll[gi * side + gj]
-            if v < best - 30.0:
+    for i in range(i0, i1 + 1):
+        x = (i + 0.5) * g
+        r = (i - i0) * nj
+        c0 = coff + i * ny
+        rw = 0.0
+        ry = 0.0
+        ryy = 0.0
+        for j in range(j0, j1 + 1):
+            v = ll[r + j - j0] - best
+            if v < -30.0 or not walk[c0 + j]:
                 continue
-            y = cy + (gj - n) * spacing_m
-            w = math.exp(v - best)
-            sw += w
-            sx += w * x
-            sy += w * y
-            sxx += w * (x * x + y * y)
-    if sw == 0.0:
-        return min(max(cx, 0.0), w_m), min(max(cy, 0.0), d_m), half_m * half_m
+            w = math.exp(v)
+            y = (j + 0.5) * g
+            rw += w
+            ry += w * y
+            ryy += w * y * y
+        sw += rw
+        sx += rw * x
+        sy += ry
+        sxx += rw * x * x + ryy
     mx = sx / sw
     my = sy / sw
-    var = max(sxx / sw - mx * mx - my * my, 0.0) / 2.0 + spacing_m * spacing_m / 12.0
+    var = max(sxx / sw - mx * mx - my * my, 0.0) / 2.0 + g * g / 12.0
     return mx, my, var
 
 
@@ -359,8 +396,8 @@ def _finish_segment(ox, oy, ov, of, valid, r0, n, half):  # pragma: no cover - j
 def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
                       ant_x, ant_y, ant_fl, p0, exponent, sigma_db, fl_w, fl_d,
                       step_us, gap_us, half, speed_mps, d_min, d_max, iters, huber_c,
-                      use_grid, nb_start, nb_idx, mu_tab, lmu_tab, rssi_tab, inv_bin, inv2s2,
-                      grid_half_m, grid_spacing_m, reset_m,
+                      use_grid, fl_off, fl_ny, fl_nx, lat_base, walk, woff, wi0, wj0, wnx, wny, w_lmu, w_rssi,
+                      lmu_far, rssi_far, inv2s2, grid_half_m, grid_spacing_m, reset_m,
                       out_ts, out_fl, out_x, out_y, out_v, read_row, want_rows):  # pragma: no cover - jit
     nt = starts.shape[0] - 1
     n_fl = fl_w.shape[0]
@@ -381,10 +418,11 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
         dd = np.empty(_MAX_ANT)
         ww = np.empty(_MAX_ANT)
         fscore = np.zeros(n_fl)
-        cand = np.empty(4 * _MAX_ANT, np.int64)
-        ccnt = np.empty(4 * _MAX_ANT)
-        crs = np.empty(4 * _MAX_ANT)
-        mark = np.full(ant_x.shape[0], -1, np.int64)
+        cand = np.empty(_MAX_ANT, np.int64)
+        ccnt = np.empty(_MAX_ANT)
+        crs = np.empty(_MAX_ANT)
+        side = int(2.0 * grid_half_m / grid_spacing_m) + 2
+        llbuf = np.empty(side * side)
         qvar = 1.0
         row = base          # next free row of this tag
         seg_row0 = base
@@ -463,38 +501,26 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
                 sq = speed_mps * (k - qk) * step_s + 0.5
                 qw = 1.0 / (sq * sq)
             if use_grid:
-                # candidates: antennas that read the tag on this floor, and their neighbours that did not
+                # the antennas that read the tag on this floor (all of the floor's count as non-detections)
                 nc = 0
                 sx0 = 0.0
                 sy0 = 0.0
                 sw0 = 0.0
                 for j in range(m):
                     an = ids[j]
-                    if ant_fl[an] == best and nc < cand.shape[0]:
+                    if ant_fl[an] == best:
                         cand[nc] = an
                         ccnt[nc] = sc[j]
                         crs[nc] = src[j] / sc[j]
-                        mark[an] = k
                         nc += 1
                         sw0 += sc[j]
                         sx0 += sc[j] * ant_x[an]
                         sy0 += sc[j] * ant_y[an]
-                nh = nc
-                for j in range(nh):
-                    an = cand[j]
-                    for q in range(nb_start[an], nb_start[an + 1]):
-                        nb = nb_idx[q]
-                        if mark[nb] != k and nc < cand.shape[0]:
-                            mark[nb] = k
-                            cand[nc] = nb
-                            ccnt[nc] = 0.0
-                            crs[nc] = 0.0
-                            nc += 1
                 if use_prior:
                     # none of the antennas reading the tag could hear it at the prior: the track is lost
                     # (a local grid around the prior would never reach the tag again), so start afresh
                     lost = True
-                    for j in range(nh):
+                    for j in range(nc):
                         if (qx - ant_x[cand[j]]) ** 2 + (qy - ant_y[cand[j]]) ** 2 <= reset_m * reset_m:
                             lost = False
                             break
@@ -504,15 +530,16 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
                     pv = qvar + (speed_mps * (k - qk) * step_s) ** 2
                     cx = qx
                     cy = qy
-                    hm = min(grid_half_m, 3.0 * math.sqrt(pv) + 2.0 * grid_spacing_m)
+                    hm = min(grid_half_m, 2.0 * math.sqrt(pv) + grid_spacing_m)
                 else:
                     pv = 1.0
                     cx = sx0 / sw0
                     cy = sy0 / sw0
                     hm = grid_half_m
-                x, y, qvar = _grid_step(cand, nc, ccnt, crs, ant_x, ant_y, mu_tab, lmu_tab, rssi_tab, inv_bin,
-                                        inv2s2, cx, cy, hm, grid_spacing_m, fl_w[best], fl_d[best],
-                                        use_prior, qx, qy, pv)
+                x, y, qvar = _lattice_step(cand, ccnt, crs, nc, fl_off[best], fl_ny[best], grid_spacing_m,
+                                           lat_base, walk, woff, wi0, wj0, wnx, wny, w_lmu, w_rssi, lmu_far,
+                                           rssi_far, inv2s2, cx, cy, hm, fl_nx[best], use_prior, qx, qy, pv,
+                                           llbuf)
             else:
                 x, y = _solve_step(ax, ay, dd, ww, mm, use_prior, qx, qy, qw, iters, huber_c)
                 qvar = 0.0  # no posterior: a point estimate
@@ -552,7 +579,7 @@ class _Params:
     iters: int
     huber_c: float
     grid_half_m: float = 6.0
-    grid_spacing_m: float = 1.5
+    grid_spacing_m: float = 1.0
 
 
 def _validate(reads: Reads, antennas: AntennaMap,
@@ -591,20 +618,6 @@ def _validate(reads: Reads, antennas: AntennaMap,
     return fl_num, fl_w, fl_d, ant_fl
 
 
-def _neighbours(antennas: AntennaMap, ant_fl: np.ndarray, radius_m: float) -> tuple[np.ndarray, np.ndarray]:
-    """CSR lists of the antennas on the same floor within ``radius_m`` of each antenna (itself excluded)."""
-    n = len(antennas)
-    starts = np.zeros(n + 1, np.int64)
-    idx: list[np.ndarray] = []
-    for a in range(n):
-        d = np.hypot(antennas.x_m - antennas.x_m[a], antennas.y_m - antennas.y_m[a])
-        nb = np.flatnonzero((ant_fl == ant_fl[a]) & (d <= radius_m) & (np.arange(n) != a))
-        nb = nb[np.argsort(d[nb], kind="stable")][:_MAX_ANT]
-        idx.append(nb)
-        starts[a + 1] = starts[a] + len(nb)
-    return starts, (np.concatenate(idx) if idx else np.zeros(0)).astype(np.int64)
-
-
 def _antenna_tables(rm: RangeModel, step_s: float, fine_m: float = 0.25) -> tuple:
     """Per-antenna tables on a fine distance grid: expected reads per step, its log, RSSI (dBm); 1/bin."""
     d = np.arange(int(round(len(rm.rate_per_s) * rm.bin_m / fine_m)) + 1) * fine_m + fine_m / 2
@@ -615,9 +628,80 @@ def _antenna_tables(rm: RangeModel, step_s: float, fine_m: float = 0.25) -> tupl
     return mu, np.log(mu), rssi[None, :] + rm.offset_db[:, None], 1.0 / fine_m
 
 
+def points_in_polygon(px: np.ndarray, py: np.ndarray, poly) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Even-odd ray casting: which points (metres) lie inside the polygon ``[(x, y), ...]``."""
+    inside = np.zeros(px.shape, np.bool_)
+    for (x1, y1), (x2, y2) in zip(poly, list(poly[1:]) + [poly[0]]):
+        cross = (y1 > py) != (y2 > py)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xi = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
+        inside ^= cross & (px < xi)
+    return inside
+
+
+def lattice_walkable(layout: Layout, cell_m: float) -> np.ndarray:
+    """Bool per lattice cell (floors in order, ``ix * ny + iy`` within a floor, cell centres at
+    ``(i + 0.5) * cell_m``): False where the centre lies inside a ``staff_only`` zone (no customer there)."""
+    out = []
+    for f in sorted(layout.floors, key=lambda f: f.floor):
+        nx = int(np.ceil(f.width_m / cell_m - 1e-9))
+        ny = int(np.ceil(f.depth_m / cell_m - 1e-9))
+        cx = np.repeat((np.arange(nx) + 0.5) * cell_m, ny)
+        cy = np.tile((np.arange(ny) + 0.5) * cell_m, nx)
+        walk = np.ones(nx * ny, np.bool_)
+        for z in layout.zones:
+            if z.kind == "staff_only" and z.floor == f.floor:
+                walk &= ~points_in_polygon(cx, cy, z.polygon)
+        out.append(walk)
+    return np.concatenate(out) if out else np.zeros(0, np.bool_)
+
+
+def _lattice_tables(rm: RangeModel, step_s: float, antennas: AntennaMap, ant_fl: np.ndarray, fl_w: np.ndarray,
+                    fl_d: np.ndarray, walk: np.ndarray, g: float) -> tuple:
+    """Everything :func:`_lattice_step` reads: per floor the lattice (offset, ny, nx) and ``base`` (minus the
+    expected reads per step of all the floor's antennas, per cell); per antenna a window of cells
+    holding all cells nearer than the end of its tables, with log expected reads and mean RSSI there,
+    and the far values beyond it."""
+    mu_tab, lmu_tab, rssi_tab, inv_bin = _antenna_tables(rm, step_s)
+    nb = mu_tab.shape[1]
+    reach = (nb - 1) / inv_bin
+    nx = np.ceil(fl_w / g - 1e-9).astype(np.int64)
+    ny = np.ceil(fl_d / g - 1e-9).astype(np.int64)
+    off = np.zeros(len(nx) + 1, np.int64)
+    np.cumsum(nx * ny, out=off[1:])
+    base = np.zeros(int(off[-1]))
+    na = len(antennas)
+    wi0 = np.zeros(na, np.int64)
+    wj0 = np.zeros(na, np.int64)
+    wnx = np.zeros(na, np.int64)
+    wny = np.zeros(na, np.int64)
+    woff = np.zeros(na + 1, np.int64)
+    lmu_parts, rssi_parts = [], []
+    for a in range(na):
+        f = ant_fl[a]
+        ax, ay = float(antennas.x_m[a]), float(antennas.y_m[a])
+        cx = (np.arange(nx[f]) + 0.5) * g
+        cy = (np.arange(ny[f]) + 0.5) * g
+        b = np.minimum((np.hypot(cx[:, None] - ax, cy[None, :] - ay) * inv_bin).astype(np.int64), nb - 1)
+        base[off[f]:off[f + 1]] -= mu_tab[a][b].ravel()
+        i0 = max(int(np.floor((ax - reach) / g)), 0)
+        i1 = min(int(np.floor((ax + reach) / g)), int(nx[f]) - 1)
+        j0 = max(int(np.floor((ay - reach) / g)), 0)
+        j1 = min(int(np.floor((ay + reach) / g)), int(ny[f]) - 1)
+        wi0[a], wj0[a] = i0, j0
+        wnx[a], wny[a] = max(i1 - i0 + 1, 0), max(j1 - j0 + 1, 0)
+        win = b[i0:i0 + wnx[a], j0:j0 + wny[a]].ravel()
+        lmu_parts.append(lmu_tab[a][win])
+        rssi_parts.append(rssi_tab[a][win])
+        woff[a + 1] = woff[a] + len(win)
+    cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
+    return (off[:-1].copy(), ny, nx, base, walk, woff[:-1].copy(), wi0, wj0, wnx, wny, cat(lmu_parts),
+            cat(rssi_parts), lmu_tab[:, nb - 1].copy(), rssi_tab[:, nb - 1].copy())
+
+
 def _run(reads: Reads, antennas: AntennaMap, fl_w: np.ndarray, fl_d: np.ndarray, ant_fl: np.ndarray,
          model: PathLossModel, p: _Params, active_tags: np.ndarray | None, want_rows: bool,
-         rmodel: RangeModel | None = None):
+         rmodel: RangeModel | None = None, walk: np.ndarray | None = None):
     tags, starts = reads.tag_bounds()
     active = np.ones(len(tags), np.bool_) if active_tags is None else active_tags
     counts = _count_steps(reads.ts_us, starts, active, p.step_us, p.gap_us)
@@ -631,12 +715,16 @@ def _run(reads: Reads, antennas: AntennaMap, fl_w: np.ndarray, fl_d: np.ndarray,
     out_v = np.empty(n, np.float32)
     read_row = np.full(len(reads) if want_rows else 0, -1, np.int64)
     if rmodel is None:
-        z = np.zeros((1, 1))
-        grid = (False, np.zeros(len(antennas) + 1, np.int64), np.zeros(0, np.int64), z, z, z, 1.0, 1.0)
+        i0, f0 = np.zeros(len(fl_w), np.int64), np.zeros(0)
+        ia = np.zeros(len(antennas), np.int64)
+        fa = np.zeros(len(antennas))
+        grid = (False, i0, i0, i0, f0, np.zeros(0, np.bool_), ia, ia, ia, ia, ia, f0, f0, fa, fa, 1.0)
         reset_m = math.inf
     else:
-        nb_start, nb_idx = _neighbours(antennas, ant_fl, rmodel.neighbour_m)
-        grid = (True, nb_start, nb_idx, *_antenna_tables(rmodel, p.step_us * 1e-6),
+        g = p.grid_spacing_m
+        if walk is None:
+            walk = np.ones(int(np.sum(np.ceil(fl_w / g - 1e-9) * np.ceil(fl_d / g - 1e-9))), np.bool_)
+        grid = (True, *_lattice_tables(rmodel, p.step_us * 1e-6, antennas, ant_fl, fl_w, fl_d, walk, g),
                 1.0 / (2.0 * rmodel.sigma_db ** 2))
         reset_m = rmodel.neighbour_m  # learnt range where reads fall to 10 % of peak
     if n:
@@ -826,7 +914,8 @@ def fit_range_model(reads: Reads, antennas: AntennaMap, layout: Layout, model: P
     rows = _run(reads, antennas, fl_w, fl_d, ant_fl, model, p, active, True)
     rmodel = _fit_range_model(reads, antennas, ant_fl, rows, p.step_us * 1e-6)
     for _ in range(iterations):
-        rows = _run(reads, antennas, fl_w, fl_d, ant_fl, model, p, active, True, rmodel)
+        rows = _run(reads, antennas, fl_w, fl_d, ant_fl, model, p, active, True, rmodel,
+                    lattice_walkable(layout, p.grid_spacing_m))
         rmodel = _fit_range_model(reads, antennas, ant_fl, rows, p.step_us * 1e-6)
     return rmodel
 
@@ -862,7 +951,8 @@ def estimate_positions(reads: Reads, antennas: AntennaMap, layout: Layout, step_
     active = None
     if tags is not None:
         active = np.isin(reads.tag_bounds()[0], np.asarray(tags))
+    walk = lattice_walkable(layout, p.grid_spacing_m) if range_model is not None else None
     out_tag, out_ts, ofl, ox, oy, _, ov = _run(reads, antennas, fl_w, fl_d, ant_fl, model, p, active, False,
-                                           range_model)
+                                               range_model, walk)
     return Positions(out_tag, out_ts, fl_num[ofl] if len(ofl) else ofl, ox, oy, step_s, model, range_model,
                      ov if method == "grid" else None)

@@ -74,10 +74,14 @@ def naive_solve(ants: list[tuple[float, float, float, float]], prior: tuple[floa
     return x, y
 
 
-def naive_grid_step(cands: list[tuple[float, float, float, float, int]], rm: RangeModel, step_s: float,
-                    centre: tuple[float, float], half_m: float, spacing_m: float, floor_wd: tuple[float, float],
-                    prior: tuple[float, float, float] | None) -> tuple[float, float, float]:
-    """Posterior mean/variance on a grid; cands = (antenna x, y, read count, mean rssi, antenna index)."""
+def naive_grid_step(heard: list[tuple[float, float, float, int]], floor_ants: list[tuple[float, float, int]],
+                    rm: RangeModel, step_s: float, centre: tuple[float, float], half_m: float, spacing_m: float,
+                    floor_wd: tuple[float, float], staff: list, prior: tuple[float, float, float] | None
+                    ) -> tuple[float, float, float]:
+    """Posterior mean/variance over the floor's lattice cells (centres at (i + 0.5) * spacing) within
+    half_m of the centre, cells centred in a staff_only polygon left out. Likelihood: every antenna of
+    the floor (floor_ants = (x, y, index)) with its Poisson read count (0 unless it is in heard =
+    (read count, mean rssi, ... ) by index), the Gaussian RSSI term for the ones that read."""
     fine = 0.25
     n_fine = int(round(len(rm.rate_per_s) * rm.bin_m / fine)) + 1
     centres = [(i + 0.5) * rm.bin_m for i in range(len(rm.rate_per_s))]
@@ -89,22 +93,27 @@ def naive_grid_step(cands: list[tuple[float, float, float, float, int]], rm: Ran
         rssi = float(np.interp(db, centres, rm.rssi_dbm)) + rm.offset_db[a]
         return (rm.gain[a] * rate + rm.background_per_s) * step_s, rssi
 
-    n = int(half_m / spacing_m)
+    read = {a: (c, rs) for c, rs, a in ((h[0], h[1], h[2]) for h in heard)}
+    nx = math.ceil(floor_wd[0] / spacing_m - 1e-9)
+    ny = math.ceil(floor_wd[1] / spacing_m - 1e-9)
     pts = []
-    for gi in range(-n, n + 1):
-        for gj in range(-n, n + 1):
-            x, y = centre[0] + gi * spacing_m, centre[1] + gj * spacing_m
-            if not (0 <= x < floor_wd[0] and 0 <= y < floor_wd[1]):
+    for i in range(max(math.floor((centre[0] - half_m) / spacing_m), 0),
+                   min(math.floor((centre[0] + half_m) / spacing_m), nx - 1) + 1):
+        for j in range(max(math.floor((centre[1] - half_m) / spacing_m), 0),
+                       min(math.floor((centre[1] + half_m) / spacing_m), ny - 1) + 1):
+            x, y = (i + 0.5) * spacing_m, (j + 0.5) * spacing_m
+            if any(_in_polygon(x, y, p) for p in staff):
                 continue
             ll = -((x - prior[0]) ** 2 + (y - prior[1]) ** 2) / (2 * prior[2]) if prior else 0.0
-            for ax, ay, c, rs, a in cands:
+            for ax, ay, a in floor_ants:
                 mu, rssi = tables(a, math.hypot(x - ax, y - ay))
+                c, rs = read.get(a, (0.0, 0.0))
                 ll += c * math.log(mu) - mu
                 if c > 0:
                     ll -= c * (rs - rssi) ** 2 / (2 * rm.sigma_db ** 2)
             pts.append((ll, x, y))
     if not pts:
-        return min(max(centre[0], 0.0), floor_wd[0]), min(max(centre[1], 0.0), floor_wd[1]), half_m ** 2
+        return centre[0], centre[1], half_m ** 2
     top = max(p[0] for p in pts)
     w = [(math.exp(ll - top), x, y) for ll, x, y in pts if ll >= top - 30]
     sw = sum(p[0] for p in w)
@@ -119,7 +128,9 @@ def naive_positions(reads: Reads, antennas: AntennaMap, layout: Layout, model: P
                     rm: RangeModel | None = None) -> list[tuple[int, int, int, float, float]]:
     """(tag, ts_us, floor, x_m, y_m) rows by the documented method, one tag and one step at a time.
 
-    With ``rm`` the grid estimator (1.5 m grid, half-size up to 6 m) replaces the range least squares.
+    With ``rm`` the grid estimator (the floor's 1 m lattice of walkable cells, up to 6 m around the prior or
+    the reading antennas' centroid, every antenna of the floor in the likelihood) replaces the range least
+    squares.
     """
     step_us = int(round(step_s * 1e6))
     gap_us = int(round(max_gap_s * 1e6))
@@ -173,17 +184,6 @@ def naive_positions(reads: Reads, antennas: AntennaMap, layout: Layout, model: P
                     x, y = naive_solve([(ax, ay, d, w) for fi, ax, ay, d, w in cand if fi == best], pr)
                 else:
                     heard = [a for a in pooled if floor_ids[a] == best]
-                    cands = [(float(antennas.x_m[a]), float(antennas.y_m[a]), pooled[a][0], pooled[a][1] / pooled[a][0], a)
-                             for a in heard]
-                    seen = set(heard)
-                    for a in heard:
-                        dist = np.hypot(antennas.x_m - antennas.x_m[a], antennas.y_m - antennas.y_m[a])
-                        near = [b for b in np.argsort(dist, kind="stable")
-                                if b != a and floor_ids[b] == floor_ids[a] and dist[b] <= rm.neighbour_m][:32]
-                        for b in near:
-                            if b not in seen:
-                                seen.add(int(b))
-                                cands.append((float(antennas.x_m[b]), float(antennas.y_m[b]), 0.0, 0.0, int(b)))
                     sw = sum(pooled[a][0] for a in heard)
                     centroid = (sum(pooled[a][0] * antennas.x_m[a] for a in heard) / sw,
                                 sum(pooled[a][0] * antennas.y_m[a] for a in heard) / sw)
@@ -192,11 +192,16 @@ def naive_positions(reads: Reads, antennas: AntennaMap, layout: Layout, model: P
                         pr = None  # lost track: none of the reading antennas could hear the tag at the prior
                     if pr is not None:
                         pv = qvar + (speed_mps * (k - prior[3]) * step_s) ** 2
-                        centre, g_half, gp = (prior[1], prior[2]), min(6.0, 3 * math.sqrt(pv) + 3.0), (prior[1], prior[2], pv)
+                        centre, gp = (prior[1], prior[2]), (prior[1], prior[2], pv)
+                        g_half = min(6.0, 2 * math.sqrt(pv) + 1.0)
                     else:
                         centre, g_half, gp = centroid, 6.0, None
-                    x, y, qvar = naive_grid_step(cands, rm, step_s, centre, g_half, 1.5,
-                                                 (floors[best].width_m, floors[best].depth_m), gp)
+                    fl = floors[best]
+                    x, y, qvar = naive_grid_step(
+                        [(pooled[a][0], pooled[a][1] / pooled[a][0], a) for a in heard],
+                        [(float(antennas.x_m[a]), float(antennas.y_m[a]), a) for a in range(len(antennas))
+                         if floor_ids[a] == best], rm, step_s, centre, g_half, 1.0, (fl.width_m, fl.depth_m),
+                        [z.polygon for z in layout.zones if z.kind == "staff_only" and z.floor == fl.floor], gp)
                 x = min(max(x, 0.0), floors[best].width_m * 0.999999)
                 y = min(max(y, 0.0), floors[best].depth_m * 0.999999)
                 est[k] = (best, x, y)

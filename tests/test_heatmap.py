@@ -178,10 +178,10 @@ def _below_bar(store: str, scenario: str, measured: str) -> pytest.param:  # typ
 
 @pytest.mark.slow
 @pytest.mark.parametrize("store, scenario", [
-    _below_bar("boutique", "easy", "r 0.63, median position error 1.94 m"),
-    _below_bar("boutique", "hard", "r 0.58, median position error 2.14 m"),
-    _below_bar("department", "easy", "r per floor 0.37 / 0.41, median position error 2.44 m"),
-    _below_bar("department", "hard", "r per floor 0.44 / 0.35, median position error 2.76 m"),
+    _below_bar("boutique", "easy", "r 0.71, median position error 1.80 m"),
+    _below_bar("boutique", "hard", "r 0.60, median position error 2.08 m"),
+    _below_bar("department", "easy", "r per floor 0.39 / 0.43, median position error 2.35 m"),
+    _below_bar("department", "hard", "r per floor 0.43 / 0.33, median position error 2.75 m"),
 ])
 def test_heatmap_matches_simulated_truth(store: str, scenario: str) -> None:
     rs, median_err_m = _truth_accuracy(store, scenario)
