@@ -23,6 +23,7 @@ from numba import njit
 
 from analytics.data import AntennaMap, Reads
 from analytics.positions import PathLossModel, Positions, RangeModel, estimate_positions, floor_geometry
+from analytics.positions import points_in_polygon as _inside
 from storeflow.layout import Layout
 
 __all__ = ["HEAT_DTYPE", "compute_heatmap", "bin_positions", "walkable_cells"]
@@ -83,7 +84,7 @@ def _allowed(c, zr, walk, in_zone, any_zone):  # pragma: no cover - jit
 
 @njit(**_NJIT)
 def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us, bucket_us, b0, cell_m,
-                   nx, ny, cell_off, n_cells, walk, row_zone, in_zone, any_zone,
+                   nx, ny, cell_off, n_cells, walk, blocked_cum, cum_off, row_zone, in_zone, any_zone,
                    grid):  # pragma: no cover - jit
     """Like :func:`_bin_kernel` (dense), but each row's seconds are shared over the cells by the mass of a
     Gaussian (sigma = sqrt(var_m2), per axis, cut at 3 sigma) in each cell, over walkable cells only.
@@ -92,11 +93,14 @@ def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us
     for "in none of the zones of ``any_zone``" or -2 for unknown; the Gaussian is restricted to those
     cells, and falls back to all walkable cells when it has no mass there. Rows with sigma below a
     tenth of a cell, or whose Gaussian lies on unwalkable cells only, go to the cell holding the
-    point. Bucket slots outside ``grid`` are skipped (the caller chunks buckets).
+    point. Bucket slots outside ``grid`` are skipped (the caller chunks buckets). ``blocked_cum``: per
+    floor (from ``cum_off``) the 2-D prefix sums of unwalkable cells, so that a box without any (and no
+    zone constraint) skips the per-cell checks.
     """
     n_slots = grid.shape[0]
     wx = np.empty(64)
     wy = np.empty(64)
+    eb = np.empty(65)
     for r in range(ts_us.shape[0]):
         if not use[r]:
             continue
@@ -116,6 +120,7 @@ def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us
         j0 = py
         j1 = py
         tot = 0.0
+        open_box = False
         if sig >= 0.1 * cell_m:
             rad = min(3.0 * sig, 31.0 * cell_m)
             i0 = max(int(math.floor((x - rad) / cell_m)), 0)
@@ -123,11 +128,30 @@ def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us
             j0 = max(int(math.floor((y - rad) / cell_m)), 0)
             j1 = min(int(math.floor((y + rad) / cell_m)), ny[f] - 1)
             k = 1.0 / (sig * math.sqrt(2.0))
+            for i in range(i0, i1 + 2):  # each cell boundary's erf once
+                eb[i - i0] = math.erf((i * cell_m - x) * k)
             for i in range(i0, i1 + 1):
-                wx[i - i0] = 0.5 * (math.erf(((i + 1) * cell_m - x) * k) - math.erf((i * cell_m - x) * k))
+                wx[i - i0] = 0.5 * (eb[i + 1 - i0] - eb[i - i0])
+            for j in range(j0, j1 + 2):
+                eb[j - j0] = math.erf((j * cell_m - y) * k)
             for j in range(j0, j1 + 1):
-                wy[j - j0] = 0.5 * (math.erf(((j + 1) * cell_m - y) * k) - math.erf((j * cell_m - y) * k))
+                wy[j - j0] = 0.5 * (eb[j + 1 - j0] - eb[j - j0])
+            s1 = ny[f] + 1
+            q0 = cum_off[f]
+            n_blocked = (blocked_cum[q0 + (i1 + 1) * s1 + j1 + 1] - blocked_cum[q0 + i0 * s1 + j1 + 1]
+                         - blocked_cum[q0 + (i1 + 1) * s1 + j0] + blocked_cum[q0 + i0 * s1 + j0])
+            if zr == -2 and n_blocked == 0:
+                open_box = True
+                sx = 0.0
+                for i in range(i1 - i0 + 1):
+                    sx += wx[i]
+                sy = 0.0
+                for j in range(j1 - j0 + 1):
+                    sy += wy[j]
+                tot = sx * sy
             for attempt in range(2):
+                if open_box:
+                    break
                 if attempt == 1:
                     if tot > 0.0 or zr == -2:
                         break
@@ -138,6 +162,7 @@ def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us
                         if _allowed(c, zr, walk, in_zone, any_zone):
                             tot += wx[i - i0] * wy[j - j0]
         if tot <= 0.0:  # a point (or nothing walkable around it): the cell holding it
+            open_box = False
             i0 = px
             i1 = px
             j0 = py
@@ -151,6 +176,14 @@ def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us
             base = (bk - b0) * n_cells
             if 0 <= base < n_slots:
                 sec = (e - t0) * 1e-6 / tot
+                if open_box:
+                    for i in range(i0, i1 + 1):
+                        c0 = base + cell_off[f] + i * ny[f]
+                        si = sec * wx[i - i0]
+                        for j in range(j0, j1 + 1):
+                            grid[c0 + j] += si * wy[j - j0]
+                    t0 = e
+                    continue
                 for i in range(i0, i1 + 1):
                     for j in range(j0, j1 + 1):
                         c = cell_off[f] + i * ny[f] + j
@@ -169,17 +202,6 @@ def _cell_centres(layout: Layout, cell_m: float) -> list[tuple[int, np.ndarray, 
         cy = ((np.arange(ny) + 0.5) * cell_m)[None, :].repeat(nx, 0)
         out.append((int(f), cx.ravel(), cy.ravel()))
     return out
-
-
-def _inside(cx: np.ndarray, cy: np.ndarray, poly) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Even-odd ray casting: which points lie inside the polygon."""
-    inside = np.zeros(cx.shape, np.bool_)
-    for (x1, y1), (x2, y2) in zip(poly, list(poly[1:]) + [poly[0]]):
-        cross = (y1 > cy) != (y2 > cy)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            xi = x1 + (cy - y1) * (x2 - x1) / (y2 - y1)
-        inside ^= cross & (cx < xi)
-    return inside
 
 
 def zone_cells(layout: Layout, cell_m: float) -> np.ndarray:
@@ -208,6 +230,20 @@ def walkable_cells(layout: Layout, cell_m: float) -> np.ndarray:
                 walk &= ~_inside(cx, cy, z.polygon)
         out.append(walk)
     return np.concatenate(out) if out else np.zeros(0, np.bool_)
+
+
+def _blocked_prefix(walk: np.ndarray, nx: np.ndarray, ny: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per floor the (nx + 1) x (ny + 1) prefix sums of unwalkable cells, flattened; each floor's offset."""
+    parts, offs, off, c = [], [], 0, 0
+    for fx, fy in zip(nx, ny):
+        b = (~walk[c:c + fx * fy]).reshape(fx, fy).astype(np.int64)
+        cum = np.zeros((fx + 1, fy + 1), np.int64)
+        cum[1:, 1:] = b.cumsum(0).cumsum(1)
+        parts.append(cum.ravel())
+        offs.append(off)
+        off += cum.size
+        c += fx * fy
+    return (np.concatenate(parts) if parts else np.zeros(0, np.int64)), np.array(offs, np.int64)
 
 
 def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, to_us: int,
@@ -264,6 +300,7 @@ def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, t
             in_zone = zone_cells(layout, float(cell_m))
         pz = np.zeros(0, np.int64) if presence_zones is None else np.asarray(presence_zones, np.int64)
         any_zone = in_zone[pz].any(0) if len(pz) and row_zone is not None else np.zeros(n_cells, np.bool_)
+        blocked_cum, cum_off = _blocked_prefix(walk, nx, ny)
         per = max(1, _DENSE_MAX // max(n_cells, 1))  # buckets per dense chunk
         flats, valss = [], []
         for c0 in range(0, n_buckets, per):
@@ -272,8 +309,8 @@ def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, t
             hi = min(to_us, (b0 + c0 + nb) * bucket_us)
             grid = np.zeros(nb * n_cells)
             _spread_kernel(pos.ts_us, fl_idx, pos.x_m, pos.y_m, pos.var_m2, use, step_us, lo, hi, bucket_us,
-                           b0 + c0, float(cell_m), nx, ny, cell_off, n_cells, walk, rz, in_zone, any_zone,
-                           grid)
+                           b0 + c0, float(cell_m), nx, ny, cell_off, n_cells, walk, blocked_cum, cum_off, rz,
+                           in_zone, any_zone, grid)
             nzf = np.flatnonzero(grid > 0)
             flats.append(nzf + c0 * n_cells)
             valss.append(grid[nzf])
