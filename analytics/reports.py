@@ -25,7 +25,6 @@ Definitions shared by all reports (beyond SPEC section 3):
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,10 +35,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import psycopg
-from psycopg.adapt import Loader
-from psycopg.pq import Format, TransactionStatus
+from psycopg.pq import TransactionStatus
 
-from analytics.rollups import PG_EPOCH_US, VisitColumns, load_visit_columns
+from analytics.rollups import PG_EPOCH_US, VisitColumns, fetch_arrays, load_visit_columns
 from storeflow.contract import BadInput
 from storeflow.settings import store_params
 
@@ -359,44 +357,7 @@ def _ratio(num: float | int, den: float | int) -> float | None:
 # binary arrays straight into numpy
 
 
-_FLOAT4_ARRAY_OID = 1021  # real[] (fixed oids of PostgreSQL's built-in types)
-_INT4_ARRAY_OID = 1007    # integer[]
-
-
-class _ArrayLoader(Loader):
-    """Load a one-dimensional binary float4[]/int4[] without NULLs as a numpy array (no Python floats)."""
-
-    format = Format.BINARY
-    dtype: str = ">f4"
-
-    def load(self, data: Any) -> np.ndarray:
-        buf = memoryview(data)
-        ndim, flags = struct.unpack_from(">ii", buf, 0)
-        if ndim == 0:
-            return np.empty(0, dtype=self.dtype).astype(self.dtype[1:])
-        if ndim != 1 or flags & 1:
-            raise ValueError("expected a one-dimensional array without NULLs")
-        (n,) = struct.unpack_from(">i", buf, 12)
-        # Each element is its 4-byte length followed by the 4-byte value.
-        rec = np.frombuffer(buf, dtype=[("len", ">i4"), ("v", self.dtype)], count=n, offset=20)
-        return rec["v"].astype(self.dtype[1:])
-
-
-class _Float4ArrayLoader(_ArrayLoader):
-    dtype = ">f4"
-
-
-class _Int4ArrayLoader(_ArrayLoader):
-    dtype = ">i4"
-
-
-def _fetch_arrays(conn: psycopg.Connection, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """Run ``sql`` in binary mode with real[] and integer[] columns loaded as numpy arrays."""
-    with conn.cursor(binary=True) as cur:
-        cur.adapters.register_loader(_FLOAT4_ARRAY_OID, _Float4ArrayLoader)
-        cur.adapters.register_loader(_INT4_ARRAY_OID, _Int4ArrayLoader)
-        cur.execute(sql, params)  # type: ignore[arg-type]
-        return cur.fetchall()
+_fetch_arrays = fetch_arrays  # real[]/integer[]/timestamptz[] columns as numpy arrays
 
 
 def _n_distinct(values: np.ndarray) -> int:

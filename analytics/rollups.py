@@ -20,6 +20,7 @@ the vectors hold the same values, and every statistic computed from them is inde
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -27,8 +28,11 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import psycopg
+from psycopg.adapt import Loader
+from psycopg.pq import Format
 
-__all__ = ["VisitColumns", "load_visit_columns", "rebuild_visit_rollups", "covered_days", "PG_EPOCH_US"]
+__all__ = ["VisitColumns", "load_visit_columns", "rebuild_visit_rollups", "covered_days", "fetch_arrays",
+           "local_day_hour", "PG_EPOCH_US"]
 
 #: PostgreSQL timestamps count microseconds from 2000-01-01 UTC.
 PG_EPOCH_US = 946_684_800 * 1_000_000
@@ -46,6 +50,76 @@ _PACK_COLUMNS = """
     string_agg(timestamptz_send(v.trip_end), ''::bytea) AS trip_end"""
 _VECTORS = (("start_ts", ">i8"), ("local_hour", ">i2"), ("tag_id", ">i4"), ("dwell_s", ">f4"),
             ("trip_start", ">i8"), ("trip_end", ">i8"))
+
+
+_FLOAT4_ARRAY_OID = 1021        # real[] (fixed oids of PostgreSQL's built-in types)
+_INT4_ARRAY_OID = 1007          # integer[]
+_TIMESTAMPTZ_ARRAY_OID = 1185   # timestamptz[]
+
+
+class _ArrayLoader(Loader):
+    """Load a one-dimensional binary array without NULLs as a numpy array (no Python objects)."""
+
+    format = Format.BINARY
+    dtype: str = ">f4"
+
+    def load(self, data: Any) -> np.ndarray:
+        buf = memoryview(data)
+        ndim, flags = struct.unpack_from(">ii", buf, 0)
+        if ndim == 0:
+            return np.empty(0, dtype=self.dtype[1:])
+        if ndim != 1 or flags & 1:
+            raise ValueError("expected a one-dimensional array without NULLs")
+        (n,) = struct.unpack_from(">i", buf, 12)
+        # Each element is its 4-byte length followed by the value.
+        rec = np.frombuffer(buf, dtype=[("len", ">i4"), ("v", self.dtype)], count=n, offset=20)
+        return rec["v"].astype(self.dtype[1:])
+
+
+class _Float4ArrayLoader(_ArrayLoader):
+    dtype = ">f4"
+
+
+class _Int4ArrayLoader(_ArrayLoader):
+    dtype = ">i4"
+
+
+class _TimestamptzArrayLoader(_ArrayLoader):
+    dtype = ">i8"  # µs since 2000-01-01 UTC
+
+
+def fetch_arrays(conn: psycopg.Connection, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Run ``sql`` in binary mode with real[], integer[] and timestamptz[] columns loaded as numpy
+    arrays (float32, int32, int64 µs since 2000-01-01 UTC)."""
+    with conn.cursor(binary=True) as cur:
+        cur.adapters.register_loader(_FLOAT4_ARRAY_OID, _Float4ArrayLoader)
+        cur.adapters.register_loader(_INT4_ARRAY_OID, _Int4ArrayLoader)
+        cur.adapters.register_loader(_TIMESTAMPTZ_ARRAY_OID, _TimestamptzArrayLoader)
+        cur.execute(sql, params)  # type: ignore[arg-type]
+        return cur.fetchall()
+
+
+_QUARTER_HOUR_US = 900_000_000
+_UNIX_DAY0 = date(1970, 1, 1).toordinal()
+
+
+def local_day_hour(us: np.ndarray, tz: str) -> tuple[np.ndarray, np.ndarray]:
+    """Local date (as ``date.toordinal()``, int32) and hour (int16) of Unix-µs instants in ``tz``, as
+    PostgreSQL's ``AT TIME ZONE`` gives them. The UTC offset is looked up once per quarter hour that
+    occurs: offsets change on quarter hours (UTC) in every zone of today's tz database."""
+    if not us.size:
+        return np.zeros(0, np.int32), np.zeros(0, np.int16)
+    zone = ZoneInfo(tz)
+    q = us // _QUARTER_HOUR_US
+    q0 = int(q.min())
+    idx = q - q0
+    offset_us = np.zeros(int(idx.max()) + 1, np.int64)
+    for k in np.flatnonzero(np.bincount(idx)).tolist():
+        off = datetime.fromtimestamp((q0 + k) * (_QUARTER_HOUR_US // 1_000_000), zone).utcoffset()
+        offset_us[k] = (off.days * 86_400 + off.seconds) * 1_000_000 if off is not None else 0
+    local = us + offset_us[idx]
+    return ((local // 86_400_000_000) + _UNIX_DAY0).astype(np.int32), \
+        ((local // 3_600_000_000) % 24).astype(np.int16)
 
 
 @dataclass(frozen=True)
@@ -138,26 +212,55 @@ def _uncovered(start: datetime, end: datetime, covered: list[tuple[date, datetim
     return [(a, b) for a, b in out if a < b]
 
 
-def _unpack(rows: list[tuple[Any, ...]], from_rollups: int) -> VisitColumns:
+_FIELDS = ("zone_id", "day", "hour", "start_us", "tag_id", "dwell_s", "trip_start_us", "trip_end_us",
+           "passby")
+
+
+def _unpack(rows: list[tuple[Any, ...]]) -> dict[str, np.ndarray]:
+    """Columns from rollup rows (day, zone_id, passby, n, then the vectors)."""
     n = np.array([r[3] for r in rows], np.int64)
     vec = {}
     for k, (name, dtype) in enumerate(_VECTORS):
-        buf = b"".join(r[4 + k] for r in rows)
-        vec[name] = np.frombuffer(buf, dtype)
+        vec[name] = np.frombuffer(b"".join(r[4 + k] for r in rows), dtype)
         if vec[name].shape[0] != n.sum():
             raise ValueError(f"visit rollup vector {name}: {vec[name].shape[0]} values for {n.sum()} visits")
-    return VisitColumns(
-        zone_id=np.repeat(np.array([r[1] for r in rows], np.int32), n),
-        day=np.repeat(np.array([r[0].toordinal() for r in rows], np.int32), n),
-        hour=vec["local_hour"].astype(np.int16),
-        start_us=vec["start_ts"].astype(np.int64) + PG_EPOCH_US,
-        tag_id=vec["tag_id"].astype(np.int32),
-        dwell_s=vec["dwell_s"].astype(np.float32),
-        trip_start_us=vec["trip_start"].astype(np.int64) + PG_EPOCH_US,
-        trip_end_us=vec["trip_end"].astype(np.int64) + PG_EPOCH_US,
-        passby=np.repeat(np.array([bool(r[2]) for r in rows], bool), n),
-        from_rollups=from_rollups,
-    )
+    return {
+        "zone_id": np.repeat(np.array([r[1] for r in rows], np.int32), n),
+        "day": np.repeat(np.array([r[0].toordinal() for r in rows], np.int32), n),
+        "hour": vec["local_hour"].astype(np.int16),
+        "start_us": vec["start_ts"].astype(np.int64) + PG_EPOCH_US,
+        "tag_id": vec["tag_id"].astype(np.int32),
+        "dwell_s": vec["dwell_s"].astype(np.float32),
+        "trip_start_us": vec["trip_start"].astype(np.int64) + PG_EPOCH_US,
+        "trip_end_us": vec["trip_end"].astype(np.int64) + PG_EPOCH_US,
+        "passby": np.repeat(np.array([bool(r[2]) for r in rows], bool), n),
+    }
+
+
+def _from_arrays(rows: list[tuple[Any, ...]], tz: str) -> dict[str, np.ndarray]:
+    """Columns from visits-table rows (zone_id, passby, then one array per column)."""
+    n = np.array([len(r[3]) for r in rows], np.int64)
+    cat = (lambda k: np.concatenate([r[k] for r in rows]) if rows else np.zeros(0))  # noqa: E731
+    start_us = cat(2).astype(np.int64) + PG_EPOCH_US
+    day, hour = local_day_hour(start_us, tz)
+    return {
+        "zone_id": np.repeat(np.array([r[0] for r in rows], np.int32), n),
+        "day": day, "hour": hour, "start_us": start_us,
+        "tag_id": cat(3).astype(np.int32),
+        "dwell_s": cat(4).astype(np.float32),
+        "trip_start_us": cat(5).astype(np.int64) + PG_EPOCH_US,
+        "trip_end_us": cat(6).astype(np.int64) + PG_EPOCH_US,
+        "passby": np.repeat(np.array([bool(r[1]) for r in rows], bool), n),
+    }
+
+
+def _concat(parts: list[dict[str, np.ndarray]], from_rollups: int) -> VisitColumns:
+    if len(parts) == 1:
+        return VisitColumns(**parts[0], from_rollups=from_rollups)
+    empty = {"zone_id": np.int32, "day": np.int32, "hour": np.int16, "start_us": np.int64, "tag_id": np.int32,
+             "dwell_s": np.float32, "trip_start_us": np.int64, "trip_end_us": np.int64, "passby": bool}
+    return VisitColumns(**{f: np.concatenate([p[f] for p in parts]).astype(empty[f]) if parts
+                           else np.zeros(0, empty[f]) for f in _FIELDS}, from_rollups=from_rollups)
 
 
 def load_visit_columns(conn: psycopg.Connection, store_id: int, tz: str, start: datetime, end: datetime,
@@ -173,17 +276,20 @@ def load_visit_columns(conn: psycopg.Connection, store_id: int, tz: str, start: 
                         "trip_end FROM visit_rollups WHERE store_id = %(sid)s AND day = ANY(%(days)s)",
                         {**p, "days": [d for d, _, _ in covered]})
             rows += cur.fetchall()
-        gaps = _uncovered(start, end, covered)
-        if gaps:
-            ranges = " OR ".join(f"(v.start_ts >= %(a{i})s AND v.start_ts < %(b{i})s)"
-                                 for i in range(len(gaps)))
-            for i, (a, b) in enumerate(gaps):
-                p[f"a{i}"], p[f"b{i}"] = a, b
-            cur.execute(f"SELECT {_PACK_COLUMNS} FROM visits v WHERE v.store_id = %(sid)s "
-                        f"AND v.start_ts >= %(start)s AND v.start_ts < %(end)s AND ({ranges}) AND v.customer "
-                        "GROUP BY 1, 2, 3", p)  # type: ignore[arg-type]
-            rows += cur.fetchall()
-    cols = _unpack(rows, len(covered))
+    parts = [_unpack(rows)] if rows else []
+    gaps = _uncovered(start, end, covered)
+    if gaps:
+        ranges = " OR ".join(f"(v.start_ts >= %(a{i})s AND v.start_ts < %(b{i})s)" for i in range(len(gaps)))
+        for i, (a, b) in enumerate(gaps):
+            p[f"a{i}"], p[f"b{i}"] = a, b
+        # straight from the visits table: binary arrays (cheaper for the server than packing, and no
+        # time zone conversion per row: local days and hours are computed in numpy)
+        parts.append(_from_arrays(fetch_arrays(conn, (
+            "SELECT v.zone_id, v.passby, array_agg(v.start_ts), array_agg(v.tag_id), array_agg(v.dwell_s), "
+            "array_agg(v.trip_start), array_agg(v.trip_end) FROM visits v WHERE v.store_id = %(sid)s "
+            f"AND v.start_ts >= %(start)s AND v.start_ts < %(end)s AND ({ranges}) AND v.customer "
+            "GROUP BY 1, 2"), p), tz))
+    cols = _concat(parts, len(covered))
     lo_us, hi_us = _us(start), _us(end)
     if covered and not (covered[0][1] >= start and covered[-1][2] <= end):
         cols = cols.take((cols.start_us >= lo_us) & (cols.start_us < hi_us))  # days cut by the period

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from analytics import reports as R
-from analytics.rollups import covered_days, load_visit_columns, rebuild_visit_rollups
+from analytics.rollups import covered_days, load_visit_columns, local_day_hour, rebuild_visit_rollups
 from storeflow.layout import parse_layout
 from storeflow.store import upsert_layout
 
@@ -207,3 +207,28 @@ def test_rebuild_replaces_whole_local_days(db: psycopg.Connection) -> None:
     assert sum(r["visits"] + r["passbys"] for r in after) == visits
     assert sum(r["visits"] + r["passbys"] for r in after) < sum(r["visits"] + r["passbys"] for r in before)
     assert date(2026, 10, 24) in [d for d, _, _ in covered_days(db, sid, TZ.key, *PERIODS[0])]
+
+
+@pytest.mark.parametrize("tz", ["Europe/Berlin", "America/St_Johns", "Australia/Lord_Howe", "Asia/Kathmandu",
+                                "Asia/Shanghai"])
+def test_local_day_hour_matches_postgresql(db: psycopg.Connection, tz: str) -> None:
+    # instants all through 2026 and every minute around its offset changes (St John's changes at
+    # 02:00 local = 05:30 UTC, Lord Howe by half an hour)
+    rng = np.random.default_rng(7)
+    lo = int(datetime(2026, 1, 1, tzinfo=ZoneInfo("UTC")).timestamp()) * 1_000_000
+    us = [rng.integers(lo, lo + 366 * 86_400_000_000, 3000)]
+    zone = ZoneInfo(tz)
+    prev = None
+    for h in range(0, 366 * 24):
+        t = datetime.fromtimestamp(lo / 1e6 + h * 3600, zone).utcoffset()
+        if prev is not None and t != prev:
+            minutes = np.arange(-60, 180) * 60_000_000 + rng.integers(0, 60_000_000)
+            us.append(lo + (h - 1) * 3_600_000_000 + minutes)
+        prev = t
+    instants = np.concatenate(us)
+    day, hour = local_day_hour(instants, tz)
+    got = db.execute("SELECT ((to_timestamp(u / 1e6) AT TIME ZONE %(tz)s)::date - date '0001-01-01' + 1), "
+                     "extract(hour FROM to_timestamp(u / 1e6) AT TIME ZONE %(tz)s)::int "
+                     "FROM unnest(%(us)s::int8[]) u", {"tz": tz, "us": instants.tolist()}).fetchall()
+    assert len(us) > 1 or tz in ("Asia/Kathmandu", "Asia/Shanghai")
+    assert day.tolist() == [d for d, _ in got] and hour.tolist() == [h for _, h in got]
