@@ -130,12 +130,14 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.db = Database(s, database_url)
+        await app.state.db.open_async()
         app.state.tokens = TokenCache(app.state.db.url if s.api_auth else None, ttl_s=TOKEN_TOUCH_S)
         app.state.tokens.start()
         try:
             yield
         finally:
             app.state.tokens.close()
+            await app.state.db.close_async()
             app.state.db.close()
 
     app = FastAPI(

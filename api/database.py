@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from storeflow.db import connect, resolve_url
 from storeflow.settings import Settings
@@ -21,21 +21,39 @@ class TooManyRows(Exception):
 
 
 class Database:
-    """A small pool of read connections with a statement timeout (settings.query_timeout_s)."""
+    """A small pool of read connections with a statement timeout (settings.query_timeout_s), and a
+    smaller asynchronous one (:attr:`apool`, opened by :meth:`open_async`) for the short queries a request
+    makes on the event loop before it knows whether it needs a thread."""
 
     def __init__(self, settings: Settings, url: str | None = None, size: int = 8):
         self.settings = settings
         self.url = resolve_url(settings, url)
         with connect(self.url, settings=settings):  # migrate once at start
             pass
-        timeout_ms = int(settings.query_timeout_s * 1000)
+        self._timeout_ms = int(settings.query_timeout_s * 1000)
 
         def configure(conn: psycopg.Connection) -> None:
-            conn.execute(f"SET statement_timeout = {timeout_ms}")
+            conn.execute(f"SET statement_timeout = {self._timeout_ms}")
             conn.commit()
 
         self.pool = ConnectionPool(self.url, min_size=1, max_size=size, configure=configure, open=True,
                                    kwargs={"connect_timeout": 10})
+        self.apool: AsyncConnectionPool | None = None
+
+    async def open_async(self, size: int = 4) -> None:
+        """Open :attr:`apool` (within the running event loop)."""
+
+        async def configure(conn: psycopg.AsyncConnection) -> None:
+            await conn.set_autocommit(True)
+            await conn.execute(f"SET statement_timeout = {self._timeout_ms}")
+
+        self.apool = AsyncConnectionPool(self.url, min_size=1, max_size=size, configure=configure, open=False,
+                                         kwargs={"connect_timeout": 10})
+        await self.apool.open()
+
+    async def close_async(self) -> None:
+        if self.apool is not None:
+            await self.apool.close()
 
     def close(self) -> None:
         self.pool.close()

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from analytics import reports as rp
 from api.app import principal, require_role, store_guard
@@ -94,27 +95,33 @@ _CONTEXT_SQL = """
     FROM stores s WHERE s.store = %s"""
 
 
-def _context(request: Request, store: str, who: Principal, from_: str | None,
-             to: str | None) -> tuple[rp.StoreInfo, rp.Period, tuple[Any, ...]]:
-    """What a report request needs, in one query: 403 when the caller may not see the store, 404 when it
-    does not exist, else the store (kept while its layout is unchanged), the period and the data version."""
+async def _context(request: Request, store: str, who: Principal, from_: str | None,
+                         to: str | None) -> tuple[rp.StoreInfo, rp.Period, tuple[Any, ...]]:
+    """What a report request needs, in one query on the event loop: 403 when the caller may not see the
+    store, 404 when it does not exist, else the store (kept while its layout is unchanged), the period
+    and the data version."""
     if not who.can_see(store):
         raise HTTPException(403, f"your token is not granted store {store!r}")
     state = request.app.state
     infos: dict[str, tuple[str, rp.StoreInfo]] | None = getattr(state, "store_infos", None)
     if infos is None:
         infos = state.store_infos = {}
-    with state.db.connection() as conn:
-        row = conn.execute(_CONTEXT_SQL, (store,)).fetchone()
-        if row is None:
-            raise HTTPException(404, f"unknown store {store!r}")
-        known = infos.get(store)
-        if known is not None and known[0] == row[1]:
-            info = known[1]
-        else:
-            info = rp.store_info(conn, store)
-            infos[store] = (row[1], info)
+    async with state.db.apool.connection() as conn:
+        row = await (await conn.execute(_CONTEXT_SQL, (store,))).fetchone()
+    if row is None:
+        raise HTTPException(404, f"unknown store {store!r}")
+    known = infos.get(store)
+    if known is not None and known[0] == row[1]:
+        info = known[1]
+    else:
+        info = await run_in_threadpool(_store_info, state.db, store)
+        infos[store] = (row[1], info)
     return info, rp.resolve_period(from_, to, info.tz), tuple(row[1:])
+
+
+def _store_info(db: Any, store: str) -> rp.StoreInfo:
+    with db.connection() as conn:
+        return rp.store_info(conn, store)
 
 
 class ReportCache:
@@ -126,6 +133,15 @@ class ReportCache:
         self._data: OrderedDict[tuple[Any, ...], tuple[float, bytes]] = OrderedDict()
         self._lock = threading.Lock()
         self._computing: dict[tuple[Any, ...], threading.Lock] = {}
+
+    def peek(self, key: tuple[Any, ...]) -> bytes | None:
+        """A fresh body, else None (never waits for a computation)."""
+        with self._lock:
+            hit = self._data.get(key)
+            if hit and hit[0] > time.monotonic():
+                self._data.move_to_end(key)
+                return hit[1]
+        return None
 
     def get(self, key: tuple[Any, ...], compute: Callable[[], bytes]) -> bytes:
         while True:
@@ -155,29 +171,35 @@ class ReportCache:
             gate.release()
 
 
-def _cached(request: Request, p: rp.Period, version: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-    """``compute()``, or its body from the report cache. Only closed periods are cached (a period that
-    includes now still changes); door counts ingested late for a closed period show after ``api_cache_s``."""
+def _encode(body: Any) -> bytes:
+    return json.dumps(jsonable_encoder(body), allow_nan=False, separators=(",", ":")).encode()
+
+
+async def _cached(request: Request, p: rp.Period, version: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    """The JSON of ``compute()``, from the report cache when there. A hit is answered on the event loop;
+    computing and encoding run in a worker thread. Only closed periods are cached (a period that includes
+    now still changes); door counts ingested late for a closed period show after ``api_cache_s``."""
     db = request.app.state.db
     ttl = db.settings.api_cache_s
     if ttl <= 0 or p.end > datetime.now(timezone.utc):
-        return compute()
+        return Response(await run_in_threadpool(lambda: _encode(compute())), media_type="application/json")
     cache: ReportCache | None = getattr(request.app.state, "report_cache", None)
     if cache is None:
         cache = request.app.state.report_cache = ReportCache(ttl)
     key = (request.url.path, tuple(sorted(request.query_params.multi_items())), version)
-    body = cache.get(key, lambda: json.dumps(jsonable_encoder(compute()), allow_nan=False,
-                                             separators=(",", ":")).encode())
+    body = cache.peek(key)
+    if body is None:
+        body = await run_in_threadpool(cache.get, key, lambda: _encode(compute()))
     return Response(body, media_type="application/json")
 
 
 @router.get("/stores/{store}/counters", summary="Counter KPIs (SPEC section 3), one object per counter")
-def counters(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
-             by: Literal["tier", "hour", "day"] | None = Query(None, description="breakdown"),
-             tier: str | None = Query(None, max_length=100, description="only this member tier ('anonymous' for non-members)"),
-             compare: Literal["previous", "year"] | None = Query(None, description="add <key>_prev and <key>_delta"),
-             who: Principal = Depends(principal)) -> list[dict[str, Any]]:
-    _, p, version = _context(request, store, who, from_, to)
+async def counters(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
+                   by: Literal["tier", "hour", "day"] | None = Query(None, description="breakdown"),
+                   tier: str | None = Query(None, max_length=100, description="only this member tier ('anonymous' for non-members)"),
+                   compare: Literal["previous", "year"] | None = Query(None, description="add <key>_prev and <key>_delta"),
+                   who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+    _, p, version = await _context(request, store, who, from_, to)
     db = request.app.state.db
 
     def compute() -> list[dict[str, Any]]:
@@ -189,15 +211,15 @@ def counters(request: Request, store: str, from_: str | None = FromQ, to: str | 
                 return rp.counter_kpis_compare(conn, store, p.start, p.end, compare, by)
             return rp.counter_kpis(conn, store, p.start, p.end, by)
 
-    return _cached(request, p, version, compute)
+    return await _cached(request, p, version, compute)
 
 
 @router.get("/stores/{store}/kpis", summary="Store KPIs (SPEC section 3)")
-def store_kpis(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
-               by: Literal["tier", "hour", "day"] | None = Query(None),
-               compare: Literal["previous", "year"] | None = Query(None),
-               who: Principal = Depends(principal)) -> Any:
-    _, p, version = _context(request, store, who, from_, to)
+async def store_kpis(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
+                     by: Literal["tier", "hour", "day"] | None = Query(None),
+                     compare: Literal["previous", "year"] | None = Query(None),
+                     who: Principal = Depends(principal)) -> Any:
+    _, p, version = await _context(request, store, who, from_, to)
     db = request.app.state.db
 
     def compute() -> Any:
@@ -206,54 +228,54 @@ def store_kpis(request: Request, store: str, from_: str | None = FromQ, to: str 
                     else rp.store_kpis(conn, store, p.start, p.end, by))
         return rows[0] if by is None else rows
 
-    return _cached(request, p, version, compute)
+    return await _cached(request, p, version, compute)
 
 
 @router.get("/stores/{store}/ranking", summary="Counters ranked by revenue per visitor, with quadrant labels")
-def ranking(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
-            who: Principal = Depends(principal)) -> list[dict[str, Any]]:
-    _, p, version = _context(request, store, who, from_, to)
+async def ranking(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
+                  who: Principal = Depends(principal)) -> list[dict[str, Any]]:
+    _, p, version = await _context(request, store, who, from_, to)
     db = request.app.state.db
 
     def compute() -> list[dict[str, Any]]:
         with db.connection() as conn:
             return rp.counter_ranking(conn, store, p.start, p.end)
 
-    return _cached(request, p, version, compute)
+    return await _cached(request, p, version, compute)
 
 
 @router.get("/stores/{store}/concentration", summary="80/20 view: revenue share of the top members who visited")
-def concentration(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
-                  top_fraction: float = Query(0.2, gt=0, le=1), who: Principal = Depends(principal)) -> dict[str, Any]:
-    _, p, version = _context(request, store, who, from_, to)
+async def concentration(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
+                        top_fraction: float = Query(0.2, gt=0, le=1), who: Principal = Depends(principal)) -> dict[str, Any]:
+    _, p, version = await _context(request, store, who, from_, to)
     db = request.app.state.db
 
     def compute() -> dict[str, Any]:
         with db.connection() as conn:
             return rp.revenue_concentration(conn, store, p.start, p.end, top_fraction)
 
-    return _cached(request, p, version, compute)
+    return await _cached(request, p, version, compute)
 
 
 @router.get("/stores/{store}/paths", summary="Most frequent paths, most frequent first", response_model=list[PathCount])
-def paths(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
-          top: int = Query(20, ge=1, le=1000), who: Principal = Depends(principal)) -> Any:
-    _, p, version = _context(request, store, who, from_, to)
+async def paths(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
+                top: int = Query(20, ge=1, le=1000), who: Principal = Depends(principal)) -> Any:
+    _, p, version = await _context(request, store, who, from_, to)
     db = request.app.state.db
 
     def compute() -> list[dict[str, Any]]:
         with db.connection() as conn:
             return rp.top_paths(conn, store, p.start, p.end, top)
 
-    return _cached(request, p, version, compute)
+    return await _cached(request, p, version, compute)
 
 
 @router.get("/stores/{store}/heatmap", summary="Customer tag-seconds per cell of one floor (cells with time only)",
             response_model=Heatmap)
-def heatmap(request: Request, store: str, floor: int, from_: str | None = FromQ, to: str | None = ToQ,
-            cell: float | None = Query(None, gt=0, le=50, description="cell edge in metres (a multiple of the stored cell)"),
-            who: Principal = Depends(principal)) -> Any:
-    _, p, version = _context(request, store, who, from_, to)
+async def heatmap(request: Request, store: str, floor: int, from_: str | None = FromQ, to: str | None = ToQ,
+                  cell: float | None = Query(None, gt=0, le=50, description="cell edge in metres (a multiple of the stored cell)"),
+                  who: Principal = Depends(principal)) -> Any:
+    _, p, version = await _context(request, store, who, from_, to)
     db = request.app.state.db
 
     def compute() -> dict[str, Any]:
@@ -263,7 +285,7 @@ def heatmap(request: Request, store: str, floor: int, from_: str | None = FromQ,
                 "depth_m": grid.depth_m, "from": p.start.isoformat(), "to": p.end.isoformat(),
                 "cells": [c for c in grid.rows() if c["seconds"] > 0]}
 
-    return _cached(request, p, version, compute)
+    return await _cached(request, p, version, compute)
 
 
 @router.get("/stores/{store}/visits", summary="Customer visits with EPC and member (analyst)")
@@ -300,9 +322,9 @@ def tiers(request: Request, store: str, who: Principal = Depends(principal)) -> 
 
 @router.get("/stores/{store}/traffic", summary="Door footfall by hour of day and by day, with the previous period",
             response_model=Traffic)
-def traffic(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
-            who: Principal = Depends(principal)) -> Any:
-    info, p, version = _context(request, store, who, from_, to)
+async def traffic(request: Request, store: str, from_: str | None = FromQ, to: str | None = ToQ,
+                  who: Principal = Depends(principal)) -> Any:
+    info, p, version = await _context(request, store, who, from_, to)
     db = request.app.state.db
     prev = rp.comparison_period(p.start, p.end, "previous", info.tz)  # ends where the period starts
 
@@ -339,4 +361,4 @@ def traffic(request: Request, store: str, from_: str | None = FromQ, to: str | N
                 "peak_hour": peak["hour"] if peak else None, "hours": hours,
                 "days": [{"day": d.isoformat(), "entries": v[0], "exits": v[1]} for d, v in sorted(days.items())]}
 
-    return _cached(request, p, version, compute)
+    return await _cached(request, p, version, compute)
