@@ -1,10 +1,12 @@
-"""Report latency over a month of a 40-counter store, against the obvious alternative (pandas).
+"""Report latency over a month of a 40-counter store, against the obvious alternatives.
 
 Creates a scratch database (dropped at the end), a synthetic 40-counter store and a month of
 precomputed rows (trips, visits incl. pass-bys, purchases, door counts, heatmap cells) as the analytics
-job would write them, then times each report from analytics.reports (median of --repeat runs) and the
-same counter report computed in pandas from the raw visit, trip, tag and purchase rows of the month
-(fetched from the same database), and prints the ratio. Results of both are checked to agree.
+job would write them, then times each report from analytics.reports (median of --repeat runs) twice:
+reading the visits table (no visit rollups) and reading the visit rollups the analyze job writes
+(analytics.rollups; built here for the month as the job would), checks both give identical results and
+prints the ratio. Last, the same counter report computed in pandas from the raw visit, trip, tag and
+purchase rows of the month (fetched from the same database), checked to agree, and its ratio.
 
     .venv/bin/python bench/bench_reports.py [--trips-per-day 3000] [--days 30] [--repeat 5]
 
@@ -27,6 +29,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from analytics import reports as R
+from analytics.rollups import rebuild_visit_rollups
 from storeflow.db import migrate
 from storeflow.layout import parse_layout
 from storeflow.settings import Settings
@@ -217,6 +220,13 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
     return statistics.median(walls), statistics.median(cpus), result
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Report results equal (heatmap grids compared cell by cell)."""
+    if isinstance(a, R.HeatmapGrid) and isinstance(b, R.HeatmapGrid):
+        return np.array_equal(a.seconds, b.seconds) and (a.cell_m, a.start, a.end) == (b.cell_m, b.start, b.end)
+    return bool(a == b)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trips-per-day", type=int, default=3000)
@@ -264,15 +274,38 @@ def main() -> None:
             ]
             global BACKEND_PID
             BACKEND_PID = int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])  # type: ignore[index]
+            sid = R.store_info(conn, STORE).store_id
+            with conn.transaction():  # first without rollups: every report reads the visits table
+                conn.execute("DELETE FROM visit_rollups WHERE store_id = %s", (sid,))
+                conn.execute("DELETE FROM visit_rollup_days WHERE store_id = %s", (sid,))
             # Serial plans, so that the backend's CPU time is all the CPU the report used.
             conn.execute("SET max_parallel_workers_per_gather = 0")
-            results = {}
+            conn.commit()
+            results, raw = {}, {}
             print(f"load average before timing: {os.getloadavg()[0]:.1f} (2 cores shared with the team)")
-            print(f"{'report':40s} {'wall s':>8s} {'CPU s':>8s}   (medians of {args.repeat})")
+            print(f"{'':40s} {'visits table':>17s}   {'visit rollups':>17s}   {'ratio':>13s}")
+            print(f"{'report':40s} {'wall s':>8s} {'CPU s':>8s}   {'wall s':>8s} {'CPU s':>8s}   {'wall':>6s} {'CPU':>6s}"
+                  f"   (medians of {args.repeat})")
+            for label, fn in cases:
+                raw[label] = timed(fn, args.repeat)
+            t0 = time.perf_counter()
+            with conn.transaction():  # what the analyze job writes with the month's visits
+                n_days = rebuild_visit_rollups(conn, sid, start, end)
+            conn.commit()
+            conn.autocommit = True
+            conn.execute("VACUUM ANALYZE visit_rollups")
+            conn.execute("VACUUM ANALYZE visit_rollup_days")
+            conn.autocommit = False
+            t_roll = time.perf_counter() - t0
             for label, fn in cases:
                 secs, cpu, res = timed(fn, args.repeat)
                 results[label] = res
-                print(f"{label:40s} {secs:8.3f} {cpu:8.3f}")
+                r_secs, r_cpu, r_res = raw[label]
+                if not _same(r_res, res):
+                    raise SystemExit(f"MISMATCH {label}: visit rollups and visits table disagree")
+                print(f"{label:40s} {r_secs:8.3f} {r_cpu:8.3f}   {secs:8.3f} {cpu:8.3f}   "
+                      f"{r_secs / secs:5.1f}x {r_cpu / cpu:5.1f}x")
+            print(f"(results identical; visit rollups of {n_days} days built in {t_roll:.1f} s)")
             sql_s, sql_cpu, _ = timed(lambda: R.counter_kpis(conn, STORE, start, end), args.repeat)
             pd_s, pd_cpu, pd_res = timed(lambda: pandas_counters(conn, start, end), max(1, args.repeat // 2))
             sql_rows = {r["zone"]: r for r in results["report counters (month)"]}
