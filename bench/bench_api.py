@@ -4,9 +4,11 @@ report computed per request from the raw visit/purchase rows with pandas) as a r
 dashboard load time in headless Chromium (navigation until the network is idle and the plots are drawn).
 
 Creates a scratch database (dropped at the end), fills it with COPY (volumes printed), starts
-`uvicorn` on 127.0.0.1 in a subprocess, and runs the clients from this process (httpx, asyncio).
+`storeflow serve` on 127.0.0.1 in a subprocess, and loads it with `wrk` (a C load generator, Debian
+package `wrk`; `--client wrk`, the default when it is installed) or from this process with httpx/asyncio
+(`--client httpx`: that Python client needs much of a 2-core machine itself, which inflates the figures).
 
-    .venv/bin/python bench/bench_api.py [--trips-per-day 3000] [--days 30] [--clients 50] [--requests 400]
+    .venv/bin/python bench/bench_api.py [--trips-per-day 3000] [--days 30] [--clients 50] [--seconds 10]
 
 Admin URL: STOREFLOW_BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres).
 The synthetic store generator (:func:`synth_layout`, :func:`populate`) is also used by the browser tests.
@@ -19,10 +21,13 @@ import asyncio
 import io
 import math
 import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from datetime import date, datetime, timedelta, timezone
@@ -304,20 +309,22 @@ def _pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
-async def _load(base: str, path: str, headers: dict[str, str], clients: int, requests: int) -> dict[str, float]:
-    """``requests`` GETs of ``path`` from ``clients`` concurrent closed-loop clients; latency in ms."""
+async def _load(base: str, paths: str | list[str], headers: dict[str, str], clients: int,
+                requests: int) -> dict[str, float]:
+    """``requests`` GETs of ``paths`` (in turn) from ``clients`` concurrent closed-loop clients; latency in ms."""
     import httpx
 
+    paths = [paths] if isinstance(paths, str) else paths
     latencies: list[float] = []
     errors = 0
     todo = iter(range(requests))
 
     async def client(c: httpx.AsyncClient) -> None:
         nonlocal errors
-        for _ in todo:
+        for i in todo:
             t0 = time.perf_counter()
             try:
-                status = (await c.get(path, headers=headers)).status_code
+                status = (await c.get(paths[i % len(paths)], headers=headers)).status_code
             except httpx.HTTPError:
                 status = 0
             latencies.append((time.perf_counter() - t0) * 1000)
@@ -326,12 +333,67 @@ async def _load(base: str, path: str, headers: dict[str, str], clients: int, req
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=120) as c:
-        await c.get(path, headers=headers)  # warm: connection, caches, JIT-free but pool-filled
+        await c.get(paths[0], headers=headers)  # warm: connection, caches, JIT-free but pool-filled
         t0 = time.perf_counter()
         await asyncio.gather(*(client(c) for _ in range(clients)))
         wall = time.perf_counter() - t0
     return {"p50": _pct(latencies, 0.5), "p95": _pct(latencies, 0.95), "max": max(latencies),
             "rps": len(latencies) / wall, "n": len(latencies), "errors": errors}
+
+
+#: wrk script: the arguments are request paths (taken in turn) and "H:Name: value" headers
+_WRK_LUA = r"""
+local paths, headers, n = {}, {}, 0
+init = function(args)
+  for i = 1, #args do
+    local k, v = args[i]:match("^H:([^:]+): (.*)$")
+    if k then headers[k] = v else paths[#paths + 1] = args[i] end
+  end
+end
+request = function()
+  n = n % #paths + 1
+  return wrk.format("GET", paths[n], headers)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %.3f %.3f %.3f %d %.3f %d\n", latency:percentile(50) / 1000,
+    latency:percentile(95) / 1000, latency.max / 1000, summary.requests, summary.duration / 1e6,
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (worker processes)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in (root, *root.children(recursive=True)):
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _load_wrk(base: str, paths: list[str], headers: dict[str, str], clients: int, seconds: int) -> dict[str, float]:
+    """``clients`` connections of closed-loop GETs for ``seconds``, the paths in turn (wrk, one thread);
+    latency in ms. Errors: connection errors, timeouts (60 s) and non-2xx/3xx answers."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(_WRK_LUA)
+    try:
+        out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "60s", "-s", f.name, base,
+                              "--", *paths, *(f"H:{k}: {v}" for k, v in headers.items())],
+                             capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(f.name)
+    m = re.search(r"^RESULT (\S+) (\S+) (\S+) (\d+) (\S+) (\d+)$", out, re.M)
+    if m is None:
+        raise SystemExit(f"wrk said: {out}")
+    p50, p95, mx, n, wall, errors = (float(g) for g in m.groups())
+    return {"p50": p50, "p95": p95, "max": mx, "rps": n / wall, "n": int(n), "errors": int(errors)}
 
 
 def _pandas_app(url: str) -> Any:
@@ -428,7 +490,11 @@ def main() -> None:
     ap.add_argument("--trips-per-day", type=int, default=3000)
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--clients", type=int, default=50)
-    ap.add_argument("--requests", type=int, default=400, help="requests per endpoint")
+    ap.add_argument("--requests", type=int, default=400, help="requests per endpoint (httpx client)")
+    ap.add_argument("--seconds", type=int, default=10, help="seconds per endpoint (wrk client)")
+    ap.add_argument("--client", choices=("auto", "wrk", "httpx"), default="auto",
+                    help="load generator: wrk (C, Debian package wrk), httpx (this process); auto = wrk if installed")
+    ap.add_argument("--workers", type=int, default=None, help="storeflow serve --workers (default: its default)")
     ap.add_argument("--pandas-requests", type=int, default=50)
     ap.add_argument("--reuse", metavar="DATABASE", help="reuse a database kept by --keep (skip generating)")
     ap.add_argument("--skip-load", action="store_true", help="only the Chromium load time (first visit uncached)")
@@ -478,9 +544,9 @@ def main() -> None:
 
         port = _free_port()
         env = {**os.environ, "STOREFLOW_DATABASE_URL": url}
-        procs.append(subprocess.Popen([str(Path(sys.executable).with_name("storeflow")), "serve", "--database-url", url,
-                                       "--host", "127.0.0.1", "--port", str(port)], env=env,
-                                      stdout=subprocess.DEVNULL))
+        serve = [str(Path(sys.executable).with_name("storeflow")), "serve", "--database-url", url, "--host", "127.0.0.1",
+                 *(["--workers", str(args.workers)] if args.workers is not None else []), "--port"]
+        procs.append(subprocess.Popen([*serve, str(port)], env=env, stdout=subprocess.DEVNULL))
         base = f"http://127.0.0.1:{port}"
         _wait_up(base, procs[-1])
         last = FIRST_DAY + timedelta(days=args.days)
@@ -499,29 +565,52 @@ def main() -> None:
             ("traffic (month)", f"{s}/traffic?{month}", auth),
             ("dashboard page HTML", f"/floor?store={STORE}", cookie),
         ]
+        days = [f"{s}/counters?from={FIRST_DAY + timedelta(days=d)}&to={FIRST_DAY + timedelta(days=d + 1)}"
+                for d in range(args.days)]
         if args.skip_load:
             _print_chromium(base, token, last, args.days)
             return
-        print(f"\nHTTP latency, {args.clients} concurrent clients, {args.requests} requests each "
-              f"(uvicorn, 1 process, 127.0.0.1; report cache on, as deployed: the first request computes):")
-        print(f"  {'endpoint':<24} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'req/s':>7}  errors")
+        client = ("wrk" if shutil.which("wrk") else "httpx") if args.client == "auto" else args.client
+        workers = f"--workers {args.workers}" if args.workers is not None else f"default workers, {os.cpu_count()} CPUs"
+        size = f"{args.seconds:g} s each" if client == "wrk" else f"{args.requests} requests each"
+
+        def load(target: str, paths: str | list[str], headers: dict[str, str]) -> dict[str, float]:
+            """One load run; also the server's CPU time per request (ms, all its processes): unlike the
+            latency, that hardly depends on what else the machine runs."""
+            import httpx
+
+            httpx.get(target + (paths if isinstance(paths, str) else paths[0]), headers=headers, timeout=300)  # warm
+            cpu0 = _cpu_s(procs[0].pid)
+            if client == "httpx":
+                r = asyncio.run(_load(target, paths, headers, args.clients, args.requests))
+            else:
+                r = _load_wrk(target, [paths] if isinstance(paths, str) else paths, headers, args.clients, args.seconds)
+            r["cpu_ms"] = (_cpu_s(procs[0].pid) - cpu0) * 1000 / max(1, r["n"])
+            return r
+
+        print(f"\nHTTP latency, {args.clients} concurrent clients ({client}), {size} (storeflow serve, {workers}, "
+              f"127.0.0.1; report cache on, as deployed: the first request computes):")
+        print(f"  {'endpoint':<28} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'req/s':>7} {'errors':>6} "
+              f"{'server CPU ms/req':>18}")
         results = {}
-        for label, path, headers in endpoints:
-            r = asyncio.run(_load(base, path, headers, args.clients, args.requests))
+        for label, path, headers in [*endpoints, ("counters (30 days, in turn)", days, auth)]:
+            r = load(base, path, headers)
             results[label] = r
-            print(f"  {label:<24} {r['p50']:8.1f} {r['p95']:8.1f} {r['max']:8.1f} {r['rps']:7.1f}  {r['errors']}")
+            print(f"  {label:<28} {r['p50']:8.1f} {r['p95']:8.1f} {r['max']:8.1f} {r['rps']:7.1f} {r['errors']:6d} "
+                  f"{r['cpu_ms']:18.2f}")
+        print("  (counters 30 days in turn: a closed-loop mix of 30 URLs, each computed by its first request)")
 
         if args.only_cached:
             return
         # the same endpoints without the report cache: what every request would cost without it
         uport = _free_port()
-        procs.append(subprocess.Popen([str(Path(sys.executable).with_name("storeflow")), "serve", "--database-url", url,
-                                       "--host", "127.0.0.1", "--port", str(uport)],
-                                      env={**env, "STOREFLOW_API_CACHE_S": "0"}, stdout=subprocess.DEVNULL))
+        procs.append(subprocess.Popen([*serve, str(uport)], env={**env, "STOREFLOW_API_CACHE_S": "0"},
+                                      stdout=subprocess.DEVNULL))
         ubase = f"http://127.0.0.1:{uport}"
         _wait_up(ubase, procs[-1])
-        print(f"\nsame endpoints without the report cache (STOREFLOW_API_CACHE_S=0): 1 client x "
-              f"{args.uncached_requests} requests, then {args.clients} clients x {args.clients} requests:")
+        print(f"\nsame endpoints without the report cache (STOREFLOW_API_CACHE_S=0; httpx client: the server's "
+              f"time dominates): 1 client x {args.uncached_requests} requests, then {args.clients} clients x "
+              f"{args.clients} requests:")
         print(f"  {'endpoint':<24} {'1 client p50':>12} {'p95 ms':>8} {'req/s':>7} | {args.clients} clients p50 {'p95 ms':>8}")
         uncached = {}
         for label, path, headers in endpoints[:-1]:
@@ -548,7 +637,7 @@ def main() -> None:
         alt = asyncio.run(_load(pbase, f"/counters?{q}", {}, args.clients, args.pandas_requests))
         api = results["counters (month)"]
         print(f"\nalternative: counters (month) computed per request with pandas from raw rows "
-              f"({args.pandas_requests} requests, same {args.clients} clients; results agree: {agree})")
+              f"({args.pandas_requests} requests, {args.clients} httpx clients; results agree: {agree})")
         print(f"  pandas per request       {alt['p50']:8.1f} {alt['p95']:8.1f} {alt['max']:8.1f} {alt['rps']:7.1f}  {alt['errors']}")
         print(f"  ratio pandas / API (cached): p50 {alt['p50'] / api['p50']:.1f}x, p95 {alt['p95'] / api['p95']:.1f}x, "
               f"throughput {api['rps'] / alt['rps']:.1f}x")
