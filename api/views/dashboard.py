@@ -70,7 +70,7 @@ _LOGIN = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 
 
 class _Gzipped:
-    """A static file compressed once, on first use (plotly.min.js: 3.6 MB, about 1.1 MB gzipped)."""
+    """A static file compressed once, on first use (plotly.min.js: 4.9 MB, 1.5 MB gzipped)."""
 
     def __init__(self, path: Path):
         self.path = path
