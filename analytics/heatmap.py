@@ -75,7 +75,8 @@ def _bin_kernel(ts_us, fl_idx, x_m, y_m, use, step_us, from_us, to_us, bucket_us
 #: spread's Gaussian cell masses; a library erf per cell boundary was ~40 % of the spreading time.
 _ERF_Z = 4.5
 _ERF_PER_UNIT = 512.0
-_ERF_TAB = np.array([math.erf(-_ERF_Z + i / _ERF_PER_UNIT) for i in range(int(2 * _ERF_Z * _ERF_PER_UNIT) + 1)])
+_ERF_TAB = np.array([math.erf(-_ERF_Z + i / _ERF_PER_UNIT)
+                     for i in range(int(2 * _ERF_Z * _ERF_PER_UNIT) + 1)])
 
 
 @njit(**_NJIT)

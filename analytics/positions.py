@@ -225,17 +225,17 @@ def _table(tab, bin_m, d):  # pragma: no cover - jit
 
 
 @njit(**_NJIT)
-def _lattice_step(heard, cnt, rs, n_heard, coff, ny, g, base, walk, woff, wi0, wj0, wnx, wny, w_lmu, w_rssi,
+def _lattice_step(heard, cnt, rs, n_heard, coff, ny, g, base, woff, wi0, wj0, wnx, wny, w_lmu, w_rssi,
                   lmu_far, rssi_far, inv2s2, cx, cy, half_m, nx, has_prior, qx, qy, qvar,
                   ll):  # pragma: no cover - jit
     """Posterior mean and per-axis variance (m^2) of the position over the floor's lattice cells within
     ``half_m`` of (cx, cy) (cell centres ``((i + 0.5) g, (j + 0.5) g)``, walkable cells only).
 
-    Log-likelihood of a cell = ``base`` (minus the expected read count of every antenna of the floor:
-    a Poisson non-detection) + per antenna that read the tag its count times log expected count and
-    the Gaussian RSSI term of its mean RSSI; plus the Gaussian motion prior if any. The per-antenna
-    terms are tabulated on each antenna's window of cells (``w_*``; outside it, the far values).
-    Cells more than 30 log units below the best carry no weight.
+    Log-likelihood of a cell = ``base`` (minus the expected read count of every antenna of the floor,
+    a Poisson non-detection; -1e300 on unwalkable cells) + per antenna that read the tag its count
+    times log expected count and the Gaussian RSSI term of its mean RSSI; plus the Gaussian motion
+    prior if any. The per-antenna terms are tabulated on each antenna's window of cells (``w_*``;
+    outside it, the far values). Cells more than 30 log units below the best carry no weight.
     """
     i0 = max(int(math.floor((cx - half_m) / g)), 0)
     i1 = min(int(math.floor((cx + half_m) / g)), nx - 1)
@@ -244,18 +244,17 @@ def _lattice_step(heard, cnt, rs, n_heard, coff, ny, g, base, walk, woff, wi0, w
     if i1 < i0 or j1 < j0:
         return cx, cy, half_m * half_m
     nj = j1 - j0 + 1
-    # base and prior (separable), row by row over the window
+    # base and prior (separable), row by row over the window; unwalkable cells have base -1e300
+    k_prior = 0.5 / qvar if has_prior else 0.0
+    for j in range(j0, j1 + 1):
+        ll[(i1 - i0 + 1) * nj + j - j0] = k_prior * ((j + 0.5) * g - qy) ** 2
+    py0 = (i1 - i0 + 1) * nj - j0
     for i in range(i0, i1 + 1):
-        r = (i - i0) * nj
+        r = (i - i0) * nj - j0
         c0 = coff + i * ny
-        pxi = 0.0
-        if has_prior:
-            pxi = ((i + 0.5) * g - qx) ** 2
+        pxi = k_prior * ((i + 0.5) * g - qx) ** 2
         for j in range(j0, j1 + 1):
-            v = base[c0 + j]
-            if has_prior:
-                v -= (pxi + ((j + 0.5) * g - qy) ** 2) / (2.0 * qvar)
-            ll[r + j - j0] = v
+            ll[r + j] = base[c0 + j] - (pxi + ll[py0 + j])
     # each antenna that read the tag: its tabulated window part (contiguous runs), far values elsewhere
     for h in range(n_heard):
         a = heard[h]
@@ -280,13 +279,10 @@ def _lattice_step(heard, cnt, rs, n_heard, coff, ny, g, base, walk, woff, wi0, w
             for j in range(jb + 1, j1 + 1):
                 ll[r + j] += far
     best = -1e300
-    for i in range(i0, i1 + 1):
-        r = (i - i0) * nj
-        c0 = coff + i * ny
-        for j in range(j0, j1 + 1):
-            if walk[c0 + j] and ll[r + j - j0] > best:
-                best = ll[r + j - j0]
-    if best == -1e300:
+    for q in range((i1 - i0 + 1) * nj):
+        if ll[q] > best:
+            best = ll[q]
+    if best < -1e299:  # nothing walkable in the window
         return cx, cy, half_m * half_m
     sw = 0.0
     sx = 0.0
@@ -301,7 +297,7 @@ def _lattice_step(heard, cnt, rs, n_heard, coff, ny, g, base, walk, woff, wi0, w
         ryy = 0.0
         for j in range(j0, j1 + 1):
             v = ll[r + j - j0] - best
-            if v < -30.0 or not walk[c0 + j]:
+            if v < -30.0:
                 continue
             w = math.exp(v)
             y = (j + 0.5) * g
@@ -396,7 +392,7 @@ def _finish_segment(ox, oy, ov, of, valid, r0, n, half):  # pragma: no cover - j
 def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
                       ant_x, ant_y, ant_fl, p0, exponent, sigma_db, fl_w, fl_d,
                       step_us, gap_us, half, speed_mps, d_min, d_max, iters, huber_c,
-                      use_grid, fl_off, fl_ny, fl_nx, lat_base, walk, woff, wi0, wj0, wnx, wny, w_lmu, w_rssi,
+                      use_grid, fl_off, fl_ny, fl_nx, lat_base, woff, wi0, wj0, wnx, wny, w_lmu, w_rssi,
                       lmu_far, rssi_far, inv2s2, grid_half_m, grid_spacing_m, reset_m,
                       out_ts, out_fl, out_x, out_y, out_v, read_row, want_rows):  # pragma: no cover - jit
     nt = starts.shape[0] - 1
@@ -422,7 +418,7 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
         ccnt = np.empty(_MAX_ANT)
         crs = np.empty(_MAX_ANT)
         side = int(2.0 * grid_half_m / grid_spacing_m) + 2
-        llbuf = np.empty(side * side)
+        llbuf = np.empty(side * side + side)
         qvar = 1.0
         row = base          # next free row of this tag
         seg_row0 = base
@@ -537,7 +533,7 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
                     cy = sy0 / sw0
                     hm = grid_half_m
                 x, y, qvar = _lattice_step(cand, ccnt, crs, nc, fl_off[best], fl_ny[best], grid_spacing_m,
-                                           lat_base, walk, woff, wi0, wj0, wnx, wny, w_lmu, w_rssi, lmu_far,
+                                           lat_base, woff, wi0, wj0, wnx, wny, w_lmu, w_rssi, lmu_far,
                                            rssi_far, inv2s2, cx, cy, hm, fl_nx[best], use_prior, qx, qy, pv,
                                            llbuf)
             else:
@@ -695,7 +691,8 @@ def _lattice_tables(rm: RangeModel, step_s: float, antennas: AntennaMap, ant_fl:
         rssi_parts.append(rssi_tab[a][win])
         woff[a + 1] = woff[a] + len(win)
     cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
-    return (off[:-1].copy(), ny, nx, base, walk, woff[:-1].copy(), wi0, wj0, wnx, wny, cat(lmu_parts),
+    base[~walk] = -1e300  # never there
+    return (off[:-1].copy(), ny, nx, base, woff[:-1].copy(), wi0, wj0, wnx, wny, cat(lmu_parts),
             cat(rssi_parts), lmu_tab[:, nb - 1].copy(), rssi_tab[:, nb - 1].copy())
 
 
@@ -718,7 +715,7 @@ def _run(reads: Reads, antennas: AntennaMap, fl_w: np.ndarray, fl_d: np.ndarray,
         i0, f0 = np.zeros(len(fl_w), np.int64), np.zeros(0)
         ia = np.zeros(len(antennas), np.int64)
         fa = np.zeros(len(antennas))
-        grid = (False, i0, i0, i0, f0, np.zeros(0, np.bool_), ia, ia, ia, ia, ia, f0, f0, fa, fa, 1.0)
+        grid = (False, i0, i0, i0, f0, ia, ia, ia, ia, ia, f0, f0, fa, fa, 1.0)
         reset_m = math.inf
     else:
         g = p.grid_spacing_m
