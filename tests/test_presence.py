@@ -233,10 +233,18 @@ def test_model_is_learnt_from_layout_and_data(mini, fitted):
         assert model.p_detect[s, a] >= model.p_detect[s + n_z, a] >= model.p_detect[0, a]
         assert model.p_detect[s, a] > model.p_detect[0, a]
         assert model.mu_dbm[s, a] >= model.mu_dbm[s + n_z, a] >= model.mu_dbm[0, a]
-    # C01 and C03 are far apart: no direct transition; C01 and C02 touch: allowed
+    # from one counter to another through the aisle: in C01 -> beside C01 -> beside C02 -> in C02
+    # (C01 and C02 touch); C01 and C03 are far apart: not even their aisles are linked
     c01, c02, c03 = (states.index(zm.zone.index(z)) for z in ("C01", "C02", "C03"))
-    assert model.trans[c01, c03] == 0 and model.trans[c01, c02] > 0
+    assert model.trans[c01, c02] == 0 and model.trans[c01, c03] == 0
+    assert model.trans[c01, c01 + n_z] > 0 and model.trans[c01 + n_z, c02 + n_z] > 0
+    assert model.trans[c02 + n_z, c02] > 0
+    assert model.trans[c01 + n_z, c03 + n_z] == 0
     assert np.allclose(model.trans.sum(axis=1), 1.0)
+    # the direct link between touching counters is still available on request
+    reads, _ = fitted
+    linked = P.fit_presence_model(reads, am, zm, em_rounds=0, direct_neighbours=True)
+    assert linked.trans[c01, c02] > 0 and linked.trans[c01, c03] == 0
 
 
 def test_bad_reads_rejected(mini, fitted):
