@@ -196,11 +196,14 @@ def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us
             if 0 <= base < n_slots:
                 sec = (e - t0) * 1e-6 / tot
                 if open_box:
+                    nj = j1 - j0 + 1
                     for i in range(i0, i1 + 1):
-                        c0 = base + cell_off[f] + i * ny[f]
+                        c0 = base + cell_off[f] + i * ny[f] + j0
                         si = sec * wx[i - i0]
-                        for j in range(j0, j1 + 1):
-                            grid[c0 + j] += si * wy[j - j0]
+                        # a view from index 0: numba drops its negative-index wraparound, LLVM vectorizes
+                        col = grid[c0:c0 + nj]
+                        for jj in range(nj):
+                            col[jj] += si * wy[jj]
                     t0 = e
                     continue
                 for i in range(i0, i1 + 1):

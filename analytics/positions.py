@@ -250,42 +250,51 @@ def _lattice_step(heard, cnt, rs, n_heard, coff, ny, g, base, woff, wi0, wj0, wn
     if i1 < i0 or j1 < j0:
         return cx, cy, half_m * half_m
     nj = j1 - j0 + 1
+    ni = i1 - i0 + 1
+    # Loops run over views from index 0 (not ll[r + j] with an offset r that could be negative): numba
+    # then drops its negative-index wraparound and LLVM vectorizes the row loops (same arithmetic).
     # base and prior (separable), row by row over the window; unwalkable cells have base -1e300
     k_prior = 0.5 / qvar if has_prior else 0.0
-    for j in range(j0, j1 + 1):
-        ll[(i1 - i0 + 1) * nj + j - j0] = k_prior * ((j + 0.5) * g - qy) ** 2
-    py0 = (i1 - i0 + 1) * nj - j0
+    pyv = ll[ni * nj:ni * nj + nj]
+    for jj in range(nj):
+        pyv[jj] = k_prior * ((j0 + jj + 0.5) * g - qy) ** 2
     for i in range(i0, i1 + 1):
-        r = (i - i0) * nj - j0
-        c0 = coff + i * ny
+        row = ll[(i - i0) * nj:(i - i0 + 1) * nj]
+        c0 = coff + i * ny + j0
+        brow = base[c0:c0 + nj]
         pxi = k_prior * ((i + 0.5) * g - qx) ** 2
-        for j in range(j0, j1 + 1):
-            ll[r + j] = base[c0 + j] - (pxi + ll[py0 + j])
+        for jj in range(nj):
+            row[jj] = brow[jj] - (pxi + pyv[jj])
     # each antenna that read the tag: its tabulated window part (contiguous runs), far values elsewhere
     for h in range(n_heard):
         a = heard[h]
         c = cnt[h]
-        ef = rs[h] - rssi_far[a]
+        rsh = rs[h]
+        ef = rsh - rssi_far[a]
         far = c * (lmu_far[a] - ef * ef * inv2s2)
         ja = max(j0, wj0[a])
         jb = min(j1, wj0[a] + wny[a] - 1)
         for i in range(i0, i1 + 1):
-            r = (i - i0) * nj - j0
+            row = ll[(i - i0) * nj:(i - i0 + 1) * nj]
             li = i - wi0[a]
             if li < 0 or li >= wnx[a] or ja > jb:
-                for j in range(j0, j1 + 1):
-                    ll[r + j] += far
+                for jj in range(nj):
+                    row[jj] += far
                 continue
-            for j in range(j0, ja):
-                ll[r + j] += far
-            q = woff[a] + li * wny[a] - wj0[a]
-            for j in range(ja, jb + 1):
-                e = rs[h] - w_rssi[q + j]
-                ll[r + j] += c * (w_lmu[q + j] - e * e * inv2s2)
-            for j in range(jb + 1, j1 + 1):
-                ll[r + j] += far
+            for jj in range(ja - j0):
+                row[jj] += far
+            q = woff[a] + li * wny[a] + ja - wj0[a]
+            n_in = jb - ja + 1
+            lm = w_lmu[q:q + n_in]
+            rv = w_rssi[q:q + n_in]
+            part = row[ja - j0:ja - j0 + n_in]
+            for jj in range(n_in):
+                e = rsh - rv[jj]
+                part[jj] += c * (lm[jj] - e * e * inv2s2)
+            for jj in range(jb + 1 - j0, nj):
+                row[jj] += far
     best = -1e300
-    for q in range((i1 - i0 + 1) * nj):
+    for q in range(ni * nj):
         if ll[q] > best:
             best = ll[q]
     if best < -1e299:  # nothing walkable in the window
@@ -294,20 +303,20 @@ def _lattice_step(heard, cnt, rs, n_heard, coff, ny, g, base, woff, wi0, wj0, wn
     sx = 0.0
     sy = 0.0
     sxx = 0.0
+    u_cut = _EXP_CUT * _EXP_PER_UNIT
     for i in range(i0, i1 + 1):
         x = (i + 0.5) * g
-        r = (i - i0) * nj
-        c0 = coff + i * ny
+        row = ll[(i - i0) * nj:(i - i0 + 1) * nj]
         rw = 0.0
         ry = 0.0
         ryy = 0.0
-        for j in range(j0, j1 + 1):
-            u = (best - ll[r + j - j0]) * _EXP_PER_UNIT
-            if u > _EXP_CUT * _EXP_PER_UNIT:
+        for jj in range(nj):
+            u = (best - row[jj]) * _EXP_PER_UNIT
+            if u > u_cut:
                 continue
             k = int(u)
             w = _EXP_TAB[k] + (u - k) * (_EXP_TAB[k + 1] - _EXP_TAB[k])
-            y = (j + 0.5) * g
+            y = (j0 + jj + 0.5) * g
             rw += w
             ry += w * y
             ryy += w * y * y
