@@ -115,7 +115,7 @@ def naive_grid_step(heard: list[tuple[float, float, float, int]], floor_ants: li
     if not pts:
         return centre[0], centre[1], half_m ** 2
     top = max(p[0] for p in pts)
-    w = [(math.exp(ll - top), x, y) for ll, x, y in pts if ll >= top - 30]
+    w = [(math.exp(ll - top), x, y) for ll, x, y in pts if ll >= top - 20]
     sw = sum(p[0] for p in w)
     mx = sum(p[0] * p[1] for p in w) / sw
     my = sum(p[0] * p[2] for p in w) / sw
