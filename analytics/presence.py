@@ -342,15 +342,15 @@ def _lane_graph(pred_ptr: np.ndarray, pred_idx: np.ndarray) -> tuple[np.ndarray,
 
 @numba.njit(**NJIT)
 def _viterbi_lanes(n_steps, obs_step, obs_ant, obs_rssi, n_obs, base, table, pred_ptr, pred_idx, pred_logp,
-                   emit_of, multi, single, slot, one_pred, out_state, back, score, new, em_l, em, best, arg):
+                   emit_of, multi, single, slot, one_pred, out_state, back, score, new, em_l, em):
     """Decode up to L segments at once (lane l: ``n_steps[l]`` steps, observations ``obs_*[l, :n_obs[l]]``)
     into ``out_state[l, :n_steps[l]]``; L = ``score.shape[1]``, ``n_steps[l] = 0`` for an unused lane.
 
     Same arithmetic, in the same order, as :func:`_viterbi_segment` for each lane (ties go to the
     lowest predecessor and the lowest final state), so the decoded states are identical. Scratch:
     back (max steps, len(multi), L) int16; score, new (n_states, L); em_l (L, n_model_states);
-    em (n_model_states, L); best (L,); arg (L,) int64. A lane past its segment's end keeps running
-    on ``base`` (its result is taken at its own last step).
+    em (n_model_states, L). A lane past its segment's end keeps running on ``base`` (its result is
+    taken at its own last step).
     """
     n_b = base.shape[0]
     n_s = emit_of.shape[0]
@@ -362,6 +362,8 @@ def _viterbi_lanes(n_steps, obs_step, obs_ant, obs_rssi, n_obs, base, table, pre
         n_k = max(n_k, n_steps[lane])
     o = np.zeros(n_l, np.int64)
     fin = np.zeros(n_l, np.int64)
+    best = np.empty(n_l)  # allocated here, not passed in: the compiler can tell they alias nothing
+    arg = np.empty(n_l, np.int64)
     for k in range(n_k):
         for lane in range(n_l):
             for s in range(n_b):
@@ -464,8 +466,6 @@ def _decode_all(ts_us, antenna, rssi, seg_off, step_off, step_us, n_ant, base, t
         new = np.empty((n_s, n_lanes))
         em_l = np.empty((n_lanes, n_b))
         em = np.empty((n_b, n_lanes))
-        best = np.empty(n_lanes)
-        arg = np.empty(n_lanes, np.int64)
         for q in range(blk, n_batch, n_blocks):
             for lane in range(n_lanes):
                 j = q * n_lanes + lane
@@ -477,8 +477,7 @@ def _decode_all(ts_us, antenna, rssi, seg_off, step_off, step_us, n_ant, base, t
                                                obs_step[lane], obs_ant[lane], obs_rssi[lane], last_step, last_pos)
                     n_steps[lane] = lens[g]
             _viterbi_lanes(n_steps, obs_step, obs_ant, obs_rssi, n_obs, base, table, pred_ptr, pred_idx,
-                           pred_logp, emit_of, multi, single, slot, one_pred, out, back, score, new, em_l, em,
-                           best, arg)
+                           pred_logp, emit_of, multi, single, slot, one_pred, out, back, score, new, em_l, em)
             for lane in range(n_lanes):
                 j = q * n_lanes + lane
                 if j < n_seg:
@@ -717,7 +716,7 @@ def _run_decode(reads: Reads, model: PresenceModel, seg_off: np.ndarray, want_st
     n_batch = (n_seg + n_lanes - 1) // n_lanes
     states = _decode_all(reads.ts_us, reads.antenna, rssi, seg_off, step_off, step_us, n_ant, base, table,
                          pred_ptr, pred_idx, pred_logp, emit_of, *_lane_graph(pred_ptr, pred_idx), n_lanes,
-                         max(1, min(n_batch, nb)))
+                         max(1, min(n_batch, numba.get_num_threads())))
     if want_stats:
         stats = _decode_stats(states, reads.ts_us, reads.antenna, rssi, seg_off, step_off, step_us, n_ant,
                               base.shape[0], nb)

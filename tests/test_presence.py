@@ -323,3 +323,69 @@ def test_emission_weight_matches_reference(fitted, seed, persist, n_steps):
     assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
     if n_steps >= 200 and persist >= 0.8:
         assert got < 0.3
+
+
+def _random_reads(rng, n_tags, n_ant):
+    """Random reads of several tags: bursts, gaps of up to a minute, equal timestamps, 1-read tags."""
+    cols = [[], [], [], []]
+    for tag in range(n_tags):
+        n = int(rng.integers(1, 60))
+        ts = T0 + np.cumsum(rng.choice([0, 200_000, 900_000, 3 * S, 60 * S], n, p=[.2, .4, .3, .07, .03]))
+        for c, v in zip(cols, (np.full(n, tag), ts, rng.integers(0, n_ant, n), rng.uniform(-85, -35, n))):
+            c.append(v)
+    return Reads.sorted_from(*(np.concatenate(c) for c in cols))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.sampled_from([1, 3, P.LANES]),
+       st.sampled_from([0.0, 3.0, P.MIN_STAY_S]))
+def test_lane_decoder_matches_segment_kernel(fitted, seed, n_tags, n_lanes, min_stay_s):
+    """The multi-segment lane decoder returns exactly the states of the one-segment kernel
+    (:func:`_viterbi_segment`, itself checked against the reference above) for every segment:
+    segments of different lengths in one batch, unused lanes, entry chains or none."""
+    from dataclasses import replace
+
+    _, model = fitted
+    model = replace(model, min_stay_s=min_stay_s)
+    rng = np.random.default_rng(seed)
+    n_ant = model.p_detect.shape[1]
+    reads = _random_reads(rng, n_tags, n_ant)
+    seg_off = P.segment_reads(reads, 30.0)
+    (states, *_), step_off, *_ = P._run_decode(reads, model, seg_off, False, n_lanes=n_lanes)
+    base, table = P._emission_arrays(model)
+    trans, emit_of = P._entry_chains(model.trans, model.state_zone, int(round(min_stay_s / model.step_s)))
+    ptr, idx, logp = P._pred_graph(trans)
+    rssi = reads.rssi_dbm.astype(np.float64)
+    for g in range(len(seg_off) - 1):
+        r0, r1 = seg_off[g], seg_off[g + 1]
+        o_step, o_ant, o_rssi = np.empty(r1 - r0, np.int64), np.empty(r1 - r0, np.int32), np.empty(r1 - r0)
+        m = P._segment_obs(reads.ts_us, reads.antenna, rssi, r0, r1, S, n_ant, o_step, o_ant, o_rssi,
+                           np.full(n_ant, -1, np.int64), np.zeros(n_ant, np.int64))
+        T = int(step_off[g + 1] - step_off[g])
+        out = np.empty(T, np.int16)
+        P._viterbi_segment(T, o_step, o_ant, o_rssi, m, base, table, ptr, idx, logp, emit_of, out)
+        assert np.array_equal(states[step_off[g]:step_off[g + 1]], out), f"segment {g}"
+
+
+def test_decode_stats_match_decoded_paths(fitted):
+    """EM statistics of the decoded paths (per block, summed) equal a plain count over the steps."""
+    reads, model = fitted
+    seg_off = P.segment_reads(reads, 1200.0)
+    (states, steps, det, ssum, ssq, tr), step_off, *_ = P._run_decode(reads, model, seg_off, True, n_blocks=3)
+    n_s, n_ant = model.n_states, model.p_detect.shape[1]
+    assert steps.shape[0] == 3
+    assert np.array_equal(steps.sum(0), np.bincount(states, minlength=n_s))
+    seg_of_step = np.repeat(np.arange(len(seg_off) - 1), np.diff(step_off))
+    same = seg_of_step[1:] == seg_of_step[:-1]
+    ref_tr = np.zeros((n_s, n_s))
+    np.add.at(ref_tr, (states[:-1][same], states[1:][same]), 1.0)
+    assert np.array_equal(tr.sum(0), ref_tr)
+    o_step, o_ant, o_rssi = P._all_obs(reads.ts_us, reads.antenna, reads.rssi_dbm.astype(np.float64), seg_off,
+                                       step_off, S, n_ant)
+    ref_det = np.zeros((n_s, n_ant))
+    ref_sum = np.zeros((n_s, n_ant))
+    np.add.at(ref_det, (states[o_step], o_ant), 1.0)
+    np.add.at(ref_sum, (states[o_step], o_ant), o_rssi)
+    assert np.array_equal(det.sum(0), ref_det)
+    assert np.allclose(ssum.sum(0), ref_sum, rtol=1e-12)
+    assert np.all(ssq.sum(0) >= 0) and np.allclose(ssq.sum(0)[ref_det == 0], 0.0)
