@@ -19,15 +19,14 @@ import argparse
 import os
 import statistics
 import time
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from _scratchdb import scratch_database
 from analytics import reports as R
 from analytics.rollups import rebuild_visit_rollups
 from storeflow.db import migrate
@@ -236,14 +235,7 @@ def main() -> None:
     ap.add_argument("--reuse", metavar="DBNAME", help="time an already populated database (from --keep)")
     args = ap.parse_args()
 
-    name = args.reuse or f"sf_bench_reports_{uuid.uuid4().hex[:8]}"
-    params = conninfo_to_dict(ADMIN_URL)
-    params["dbname"] = name
-    url = make_conninfo(**params)  # type: ignore[arg-type]
-    if not args.reuse:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with scratch_database(ADMIN_URL, "sf_bench_reports", reuse=args.reuse, keep=args.keep) as (name, url):
         with psycopg.connect(url) as conn:
             migrate(conn, Settings(database_url=url))
             if args.reuse:
@@ -320,10 +312,6 @@ def main() -> None:
             print(f"\ncounter report, month of {counts['visits']:,} visit rows: analytics.reports {sql_s:.3f} s wall "
                   f"({sql_cpu:.3f} s CPU), pandas from the raw rows {pd_s:.3f} s wall ({pd_cpu:.3f} s CPU); "
                   f"ratio pandas/reports = {pd_s / sql_s:.1f}x wall, {pd_cpu / sql_cpu:.1f}x CPU (results agree)")
-    finally:
-        if not args.keep and not args.reuse:
-            with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import os
 import statistics
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -43,8 +41,8 @@ import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from _scratchdb import scratch_database
 from analytics import reports as R
 from analytics.job import analyze
 from ingest.files import import_file
@@ -226,15 +224,8 @@ def main() -> None:
     tz = ZoneInfo(layout.timezone)
     week_start = datetime(*FIRST_DAY, tzinfo=tz)
     week_end = datetime.combine(week_start.date() + timedelta(days=args.days), week_start.timetz())
-    name = args.reuse or f"sf_report_week_{uuid.uuid4().hex[:8]}"
-    params = conninfo_to_dict(ADMIN_URL)
-    params["dbname"] = name
-    url = make_conninfo(**params)  # type: ignore[arg-type]
-    if not args.reuse:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    settings = Settings(database_url=url)
-    try:
+    with scratch_database(ADMIN_URL, "sf_report_week", reuse=args.reuse, keep=args.keep) as (name, url):
+        settings = Settings(database_url=url)
         with psycopg.connect(url) as conn:
             migrate(conn, settings)
             if not args.reuse:
@@ -288,12 +279,6 @@ def main() -> None:
               f"{'all tags' if args.with_staff else 'customer tags only'} read; "
               f"counter + store report in {t_rep:.2f} s; whole run {time.perf_counter() - t_all:.0f} s\n")
         print_table(est, truth, est_store, true_store)
-    finally:
-        if not args.keep and not args.reuse:
-            with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        elif not args.reuse:
-            print(f"kept database {name}")
 
 
 if __name__ == "__main__":
