@@ -390,14 +390,56 @@ def _viterbi_lanes(n_steps, obs_step, obs_ant, obs_rssi, n_obs, base, table, pre
                 for lane in range(n_l):
                     best[lane] = -np.inf
                     arg[lane] = s
-                for e in range(pred_ptr[s], pred_ptr[s + 1]):
-                    p = pred_idx[e]
-                    lp = pred_logp[e]
-                    for lane in range(n_l):  # branch-free so that it vectorises over lanes
-                        v = score[p, lane] + lp
+                # predecessors in their CSR order (ties: the first wins), four / two at a time so
+                # that best / arg go through memory once per group; branch-free: vectorises over lanes
+                e = pred_ptr[s]
+                e1 = pred_ptr[s + 1]
+                while e + 4 <= e1:
+                    p0, p1, p2, p3 = pred_idx[e], pred_idx[e + 1], pred_idx[e + 2], pred_idx[e + 3]
+                    lp0, lp1, lp2, lp3 = pred_logp[e], pred_logp[e + 1], pred_logp[e + 2], pred_logp[e + 3]
+                    for lane in range(n_l):
+                        b = best[lane]
+                        a = arg[lane]
+                        v = score[p0, lane] + lp0
+                        c = v > b
+                        b = v if c else b
+                        a = p0 if c else a
+                        v = score[p1, lane] + lp1
+                        c = v > b
+                        b = v if c else b
+                        a = p1 if c else a
+                        v = score[p2, lane] + lp2
+                        c = v > b
+                        b = v if c else b
+                        a = p2 if c else a
+                        v = score[p3, lane] + lp3
+                        c = v > b
+                        best[lane] = v if c else b
+                        arg[lane] = p3 if c else a
+                    e += 4
+                if e + 2 <= e1:
+                    p0, p1 = pred_idx[e], pred_idx[e + 1]
+                    lp0, lp1 = pred_logp[e], pred_logp[e + 1]
+                    for lane in range(n_l):
+                        b = best[lane]
+                        a = arg[lane]
+                        v = score[p0, lane] + lp0
+                        c = v > b
+                        b = v if c else b
+                        a = p0 if c else a
+                        v = score[p1, lane] + lp1
+                        c = v > b
+                        best[lane] = v if c else b
+                        arg[lane] = p1 if c else a
+                    e += 2
+                if e < e1:
+                    p0 = pred_idx[e]
+                    lp0 = pred_logp[e]
+                    for lane in range(n_l):
+                        v = score[p0, lane] + lp0
                         c = v > best[lane]
                         best[lane] = v if c else best[lane]
-                        arg[lane] = p if c else arg[lane]
+                        arg[lane] = p0 if c else arg[lane]
                 z = emit_of[s]
                 for lane in range(n_l):
                     new[s, lane] = best[lane] + em[z, lane]
