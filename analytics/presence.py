@@ -322,6 +322,8 @@ def _viterbi_segment(n_steps, obs_step, obs_ant, obs_rssi, n_obs, base, table, p
 #: Segments decoded side by side by :func:`_viterbi_lanes` (the decoded graph is the same for every
 #: segment, so one pass over its edges serves them all and the compiler vectorises over lanes).
 LANES = 16
+#: Memory bound of one thread's lane back-pointers (bytes); longer segments are decoded one at a time.
+_LANE_BACK_BYTES = 64 << 20
 
 
 def _lane_graph(pred_ptr: np.ndarray, pred_idx: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -472,11 +474,13 @@ def _viterbi_lanes(n_steps, obs_step, obs_ant, obs_rssi, n_obs, base, table, pre
 
 @numba.njit(**NJIT_PARALLEL)
 def _decode_all(ts_us, antenna, rssi, seg_off, step_off, step_us, n_ant, base, table, pred_ptr, pred_idx,
-                pred_logp, emit_of, multi, single, slot, one_pred, n_lanes, n_blocks):
+                pred_logp, emit_of, multi, single, slot, one_pred, n_lanes, n_blocks, max_lane_steps):
     """Viterbi over every segment: decoded state of every step (segments concatenated per ``step_off``).
 
     Segments are sorted by length and decoded ``n_lanes`` at a time (:func:`_viterbi_lanes`), so
     lanes of a batch end at about the same step; batch q goes to block q mod ``n_blocks`` (prange).
+    Segments longer than ``max_lane_steps`` (a tag read for hours) are decoded one at a time
+    (:func:`_viterbi_segment`): the lanes' back-pointers would take n_lanes times their memory.
     """
     n_seg = seg_off.shape[0] - 1
     n_s = emit_of.shape[0]
@@ -484,17 +488,20 @@ def _decode_all(ts_us, antenna, rssi, seg_off, step_off, step_us, n_ant, base, t
     states = np.empty(step_off[n_seg], np.int16)
     lens = step_off[1:] - step_off[:-1]
     order = np.argsort(lens)
-    n_batch = (n_seg + n_lanes - 1) // n_lanes
+    n_short = 0
+    while n_short < n_seg and lens[order[n_short]] <= max_lane_steps:
+        n_short += 1
+    n_batch = (n_short + n_lanes - 1) // n_lanes
     for blk in numba.prange(n_blocks):
         maxr = 0
         maxk = 0
         for q in range(blk, n_batch, n_blocks):
-            for j in range(q * n_lanes, min(n_seg, (q + 1) * n_lanes)):
+            for j in range(q * n_lanes, min(n_short, (q + 1) * n_lanes)):
                 g = order[j]
                 maxr = max(maxr, seg_off[g + 1] - seg_off[g])
                 maxk = max(maxk, lens[g])
-        if maxk == 0:
-            continue
+        for j in range(n_short + blk, n_seg, n_blocks):
+            maxr = max(maxr, seg_off[order[j] + 1] - seg_off[order[j]])
         obs_step = np.empty((n_lanes, maxr), np.int64)
         obs_ant = np.empty((n_lanes, maxr), np.int32)
         obs_rssi = np.empty((n_lanes, maxr), np.float64)
@@ -513,7 +520,7 @@ def _decode_all(ts_us, antenna, rssi, seg_off, step_off, step_us, n_ant, base, t
                 j = q * n_lanes + lane
                 n_obs[lane] = 0
                 n_steps[lane] = 0
-                if j < n_seg:
+                if j < n_short:
                     g = order[j]
                     n_obs[lane] = _segment_obs(ts_us, antenna, rssi, seg_off[g], seg_off[g + 1], step_us, n_ant,
                                                obs_step[lane], obs_ant[lane], obs_rssi[lane], last_step, last_pos)
@@ -522,10 +529,16 @@ def _decode_all(ts_us, antenna, rssi, seg_off, step_off, step_us, n_ant, base, t
                            pred_logp, emit_of, multi, single, slot, one_pred, out, back, score, new, em_l, em)
             for lane in range(n_lanes):
                 j = q * n_lanes + lane
-                if j < n_seg:
+                if j < n_short:
                     k0 = step_off[order[j]]
                     for k in range(n_steps[lane]):
                         states[k0 + k] = out[lane, k]
+        for j in range(n_short + blk, n_seg, n_blocks):
+            g = order[j]
+            m = _segment_obs(ts_us, antenna, rssi, seg_off[g], seg_off[g + 1], step_us, n_ant, obs_step[0],
+                             obs_ant[0], obs_rssi[0], last_step, last_pos)
+            _viterbi_segment(lens[g], obs_step[0], obs_ant[0], obs_rssi[0], m, base, table, pred_ptr, pred_idx,
+                             pred_logp, emit_of, states[step_off[g]:step_off[g + 1]])
     return states
 
 
@@ -745,7 +758,7 @@ def _emission_arrays(model: PresenceModel) -> tuple[np.ndarray, ...]:
 
 
 def _run_decode(reads: Reads, model: PresenceModel, seg_off: np.ndarray, want_stats: bool,
-                n_blocks: int | None = None, n_lanes: int = LANES):
+                n_blocks: int | None = None, n_lanes: int = LANES, max_lane_steps: int | None = None):
     step_us = int(round(model.step_s * 1e6))
     step_off, seg_tag, seg_t0 = _step_layout(reads, seg_off, step_us)
     base, table = _emission_arrays(model)
@@ -755,10 +768,12 @@ def _run_decode(reads: Reads, model: PresenceModel, seg_off: np.ndarray, want_st
     n_ant = model.p_detect.shape[1]
     rssi = reads.rssi_dbm.astype(np.float64)
     nb = n_blocks or max(1, min(n_seg, 8 * numba.get_num_threads()))
-    n_batch = (n_seg + n_lanes - 1) // n_lanes
+    multi, single, slot, one_pred = _lane_graph(pred_ptr, pred_idx)
+    if max_lane_steps is None:
+        max_lane_steps = max(1, _LANE_BACK_BYTES // (2 * max(multi.size, 1) * n_lanes))
     states = _decode_all(reads.ts_us, reads.antenna, rssi, seg_off, step_off, step_us, n_ant, base, table,
-                         pred_ptr, pred_idx, pred_logp, emit_of, *_lane_graph(pred_ptr, pred_idx), n_lanes,
-                         max(1, min(n_batch, numba.get_num_threads())))
+                         pred_ptr, pred_idx, pred_logp, emit_of, multi, single, slot, one_pred, n_lanes,
+                         max(1, min(n_seg, numba.get_num_threads())), max_lane_steps)
     if want_stats:
         stats = _decode_stats(states, reads.ts_us, reads.antenna, rssi, seg_off, step_off, step_us, n_ant,
                               base.shape[0], nb)

@@ -338,11 +338,12 @@ def _random_reads(rng, n_tags, n_ant):
 
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.sampled_from([1, 3, P.LANES]),
-       st.sampled_from([0.0, 3.0, P.MIN_STAY_S]))
-def test_lane_decoder_matches_segment_kernel(fitted, seed, n_tags, n_lanes, min_stay_s):
+       st.sampled_from([0.0, 3.0, P.MIN_STAY_S]), st.sampled_from([None, 1, 20]))
+def test_lane_decoder_matches_segment_kernel(fitted, seed, n_tags, n_lanes, min_stay_s, max_lane_steps):
     """The multi-segment lane decoder returns exactly the states of the one-segment kernel
     (:func:`_viterbi_segment`, itself checked against the reference above) for every segment:
-    segments of different lengths in one batch, unused lanes, entry chains or none."""
+    segments of different lengths in one batch, unused lanes, entry chains or none, segments too
+    long for the lanes (decoded one at a time)."""
     from dataclasses import replace
 
     _, model = fitted
@@ -351,7 +352,8 @@ def test_lane_decoder_matches_segment_kernel(fitted, seed, n_tags, n_lanes, min_
     n_ant = model.p_detect.shape[1]
     reads = _random_reads(rng, n_tags, n_ant)
     seg_off = P.segment_reads(reads, 30.0)
-    (states, *_), step_off, *_ = P._run_decode(reads, model, seg_off, False, n_lanes=n_lanes)
+    (states, *_), step_off, *_ = P._run_decode(reads, model, seg_off, False, n_lanes=n_lanes,
+                                               max_lane_steps=max_lane_steps)
     base, table = P._emission_arrays(model)
     trans, emit_of = P._entry_chains(model.trans, model.state_zone, int(round(min_stay_s / model.step_s)))
     ptr, idx, logp = P._pred_graph(trans)
