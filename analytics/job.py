@@ -25,7 +25,8 @@ import psycopg
 
 from analytics.data import AntennaMap, Reads, antenna_map, zone_map
 from analytics.presence import PresenceModel, fit_presence_model, zone_presence
-from analytics.rollups import rebuild_visit_rollups
+from analytics.rollups import PG_EPOCH_US, rebuild_visit_rollups
+from analytics.rollups import from_unix_us as _dt
 from analytics.trips import paths_from_visits, trips_from_reads
 from analytics.visits import visits_from_presence
 from storeflow.contract import BadInput
@@ -36,8 +37,6 @@ __all__ = ["analyze", "AnalyzeResult", "load_reads", "parse_pgcopy_reads", "PG_E
 
 log = logging.getLogger(__name__)
 
-#: PostgreSQL timestamps count microseconds from 2000-01-01 UTC.
-PG_EPOCH_US = 946_684_800 * 1_000_000
 _PGCOPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 #: One row of ``SELECT tag_id, ts, antenna_id, rssi_cdbm, read_count`` in PGCOPY binary: field
 #: count, then (length, value) per column, all big-endian.
@@ -100,11 +99,6 @@ def parse_pgcopy_reads(buf: bytes | bytearray | memoryview) -> tuple[np.ndarray,
                                  f"expected {n} (NULL or wrong type)")
     return (rows["tag"].astype(np.int32), rows["ts"].astype(np.int64) + PG_EPOCH_US,
             rows["ant"].astype(np.int32), rows["rssi"].astype(np.int16), rows["cnt"].astype(np.int16))
-
-
-def _dt(us: int) -> datetime:
-    """Unix µs -> aware UTC datetime (exact)."""
-    return _EPOCH + timedelta(microseconds=int(us))
 
 
 def load_reads(conn: psycopg.Connection, store_id: int, from_us: int, to_us: int, antennas: AntennaMap,

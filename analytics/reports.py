@@ -37,7 +37,7 @@ import numpy as np
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from analytics.rollups import PG_EPOCH_US, VisitColumns, fetch_arrays, load_visit_columns
+from analytics.rollups import PG_EPOCH_US, VisitColumns, fetch_arrays, from_unix_us, load_visit_columns
 from storeflow.contract import BadInput
 from storeflow.settings import store_params
 
@@ -357,9 +357,6 @@ def _ratio(num: float | int, den: float | int) -> float | None:
 # binary arrays straight into numpy
 
 
-_fetch_arrays = fetch_arrays  # real[]/integer[]/timestamptz[] columns as numpy arrays
-
-
 def _n_distinct(values: np.ndarray) -> int:
     s = np.sort(values)  # a sort and a neighbour comparison: faster here than np.unique's hashing
     return int(s.size and 1 + np.count_nonzero(s[1:] != s[:-1]))
@@ -544,7 +541,7 @@ def counter_kpis(conn: psycopg.Connection, store: str, start: datetime, end: dat
             "SELECT string_agg(int4send(t.tag_id), ''::bytea), string_agg(int4send(p.zone_id), ''::bytea), "
             "string_agg(timestamptz_send(p.ts), ''::bytea) "
             "FROM purchases p JOIN tags t ON t.member = p.member WHERE p.store_id = %s AND p.ts >= %s AND p.ts <= %s",
-            (info.store_id, _from_us(lo_us), _from_us(hi_us + window_us)), binary=True).fetchone()
+            (info.store_id, from_unix_us(lo_us), from_unix_us(hi_us + window_us)), binary=True).fetchone()
         tags, zones, ts = row if row is not None and row[0] is not None else (b"", b"", b"")
         out = np.zeros(len(tags) // 4, [("tag", np.int32), ("zone", np.int32), ("ts_us", np.int64)])
         out["tag"] = np.frombuffer(tags, ">i4")
@@ -561,7 +558,7 @@ def counter_kpis(conn: psycopg.Connection, store: str, start: datetime, end: dat
     with _report_scan(conn):
         cols = load_visit_columns(conn, info.store_id, info.timezone, period.start, period.end)
         vis = _visit_kpis(conn, by, cols, purchases_of, window_us)
-        seen = {g: _n_distinct(tags) for g, tags in _fetch_arrays(conn, _seen_sql(by), p)}
+        seen = {g: _n_distinct(tags) for g, tags in fetch_arrays(conn, _seen_sql(by), p)}
         revenue = {(g, z): a for g, z, a in conn.execute(revenue_sql, p)}  # type: ignore[arg-type]
 
     groups = _all_groups(by, period, info.tz, [*seen, *(g for g, _ in vis), *(g for g, _ in revenue)])
@@ -590,13 +587,6 @@ def counter_kpis(conn: psycopg.Connection, store: str, start: datetime, end: dat
             })
             rows.append(row)
     return rows
-
-
-_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def _from_us(us: int) -> datetime:
-    return _UNIX_EPOCH + timedelta(microseconds=us)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -655,7 +645,7 @@ def _store_queries(conn: psycopg.Connection, by: By | None, p: dict[str, Any], f
         f"FROM trips tr {_tags_join(by, 'tr')} "
         "WHERE tr.store_id = %(sid)s AND tr.start_ts >= %(start)s AND tr.start_ts < %(end)s AND tr.customer "
         "GROUP BY " + _group_key(by, _TIER_TAG), p)})
-    seen.update({g: _n_distinct(tags) for g, tags in _fetch_arrays(conn, _seen_sql(by), p)})
+    seen.update({g: _n_distinct(tags) for g, tags in fetch_arrays(conn, _seen_sql(by), p)})
 
 
 # ------------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ the vectors hold the same values, and every statistic computed from them is inde
   range's visits, for every local day the range touches.
 - :func:`load_visit_columns` reads covered days from the rollups and the rest of the period (days
   never analysed since the rollups exist, rows written to ``visits`` by other means, a changed time
-  zone) from ``visits`` with the same packing query, so a report is right either way.
+  zone) from ``visits`` as binary arrays (local days and hours computed in numpy), so a report is
+  right either way.
 - Only customer visits are rolled up (the ``customer`` flag the job writes).
 """
 
@@ -32,7 +33,7 @@ from psycopg.adapt import Loader
 from psycopg.pq import Format
 
 __all__ = ["VisitColumns", "load_visit_columns", "rebuild_visit_rollups", "covered_days", "fetch_arrays",
-           "local_day_hour", "PG_EPOCH_US"]
+           "local_day_hour", "from_unix_us", "PG_EPOCH_US"]
 
 #: PostgreSQL timestamps count microseconds from 2000-01-01 UTC.
 PG_EPOCH_US = 946_684_800 * 1_000_000
@@ -294,6 +295,11 @@ def load_visit_columns(conn: psycopg.Connection, store_id: int, tz: str, start: 
     if covered and not (covered[0][1] >= start and covered[-1][2] <= end):
         cols = cols.take((cols.start_us >= lo_us) & (cols.start_us < hi_us))  # days cut by the period
     return cols
+
+
+def from_unix_us(us: int) -> datetime:
+    """Unix µs -> aware UTC datetime (exact)."""
+    return _EPOCH + timedelta(microseconds=int(us))
 
 
 def _us(dt: datetime) -> int:

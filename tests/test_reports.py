@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from analytics import reports as R
+from analytics.rollups import fetch_arrays
 from storeflow.contract import BadInput
 from storeflow.layout import load_layout
 from storeflow.store import upsert_layout
@@ -185,8 +186,8 @@ def test_binary_array_loader_matches_psycopg(db: psycopg.Connection) -> None:
     for n in (0, 1, 7, 5000):
         floats = rng.uniform(0, 1e5, n).astype(np.float32)
         ints = rng.integers(-2**31, 2**31 - 1, n, dtype=np.int64)
-        [(f, i)] = R._fetch_arrays(db, "SELECT %(f)s::real[], %(i)s::integer[]",
-                                   {"f": floats.tolist(), "i": ints.tolist()})
+        [(f, i)] = fetch_arrays(db, "SELECT %(f)s::real[], %(i)s::integer[]",
+                                {"f": floats.tolist(), "i": ints.tolist()})
         assert f.dtype == np.float32 and np.array_equal(f, floats)
         assert np.array_equal(i, ints)
 
