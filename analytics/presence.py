@@ -925,6 +925,7 @@ def fit_presence_model(reads: Reads, antennas: AntennaMap, zones: ZoneMap, *, st
         step_off, _, _ = _step_layout(sample, seg_off, step_us)
         o_step, o_ant, o_rssi = _all_obs(sample.ts_us, sample.antenna, sample.rssi_dbm.astype(np.float64),
                                          seg_off, step_off, step_us, n_ant)
+        pairs = _successive_pairs(o_step, o_ant, step_off, n_ant)
         total_steps = float(step_off[-1])
         span = np.percentile(o_rssi, [1, 99])
         rssi_span = max(float(span[1] - span[0]), 10.0)
@@ -985,7 +986,7 @@ def fit_presence_model(reads: Reads, antennas: AntennaMap, zones: ZoneMap, *, st
     # --- hard EM (Viterbi training) ----------------------------------------------------------
     for _ in range(em_rounds if len(sample) else 0):
         (states, st_steps, st_det, st_sum, st_sq, st_tr), *_ = _run_decode(sample, model, seg_off, True)
-        w = _emission_weight(states, o_step, o_ant, o_rssi, step_off, model)
+        w = _emission_weight(states, o_step, o_ant, o_rssi, pairs, model)
         steps = st_steps.sum(0)
         det = st_det.sum(0)
         ssum = st_sum.sum(0)
@@ -1012,35 +1013,41 @@ def fit_presence_model(reads: Reads, antennas: AntennaMap, zones: ZoneMap, *, st
     return model
 
 
+def _successive_pairs(o_step: np.ndarray, o_ant: np.ndarray, step_off: np.ndarray,
+                      n_ant: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i, j) into per-step observations: the same antenna detected the tag in a step (i)
+    and in the next step (j) of the same segment. They do not depend on the decoded states, so EM
+    finds them once for all its rounds (:func:`_emission_weight`)."""
+    key = o_step * n_ant + o_ant
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    nxt = np.minimum(np.searchsorted(key, key + n_ant), max(key.size - 1, 0))
+    seg = np.searchsorted(step_off, o_step[order], side="right")
+    ok = (key[nxt] == key + n_ant) & (seg[nxt] == seg) if key.size else np.zeros(0, bool)
+    return order[ok], order[nxt[ok]]
+
+
 def _emission_weight(states: np.ndarray, o_step: np.ndarray, o_ant: np.ndarray, o_rssi: np.ndarray,
-                     step_off: np.ndarray, model: PresenceModel) -> float:
+                     pairs: tuple[np.ndarray, np.ndarray], model: PresenceModel) -> float:
     """Weight of one step's log-emission, learnt from the lag-1 autocorrelation of RSSI residuals.
 
     The HMM takes successive steps as independent given the state, but body shadowing and a
     shopper standing still at one spot make a tag's RSSI at an antenna persist for seconds; the
     evidence of n correlated steps is worth about n (1 - rho) / (1 + rho) independent ones (AR(1)).
-    ``rho`` is measured on the decoded stays: pairs of detections by the same antenna in two
-    successive steps of one segment in the same state, residual against that state's RSSI model.
+    ``rho`` is measured on the decoded stays: the detection ``pairs`` (:func:`_successive_pairs`)
+    whose two steps are in the same state, residual against that state's RSSI model.
     """
-    if o_step.size < 2:
+    i, j = pairs
+    s_here = states[o_step[i]]
+    same = states[o_step[j]] == s_here
+    if same.sum() < 100:
         return 1.0
-    n_ant = model.p_detect.shape[1]
-    key = o_step * n_ant + o_ant
-    order = np.argsort(key, kind="stable")
-    key, st, ant, rssi = key[order], o_step[order], o_ant[order], o_rssi[order]
-    nxt = np.searchsorted(key, key + n_ant)
-    nxt_ok = nxt < key.size
-    nxt = np.minimum(nxt, key.size - 1)
-    seg = np.searchsorted(step_off, st, side="right")
-    s_here = states[st]
-    pair = (nxt_ok & (key[nxt] == key + n_ant) & (seg[nxt] == seg)
-            & (states[np.minimum(st + 1, states.size - 1)] == s_here))
-    if pair.sum() < 100:
-        return 1.0
-    i, j = np.flatnonzero(pair), nxt[pair]
-    sd = np.maximum(model.sd_db, _SD_MIN_DB)
-    zi = (rssi[i] - model.mu_dbm[s_here[i], ant[i]]) / sd[s_here[i], ant[i]]
-    zj = (rssi[j] - model.mu_dbm[s_here[i], ant[i]]) / sd[s_here[i], ant[i]]
+    i, j, s_here = i[same], j[same], s_here[same]
+    ant = o_ant[i]
+    sd = np.maximum(model.sd_db, _SD_MIN_DB)[s_here, ant]
+    mu = model.mu_dbm[s_here, ant]
+    zi = (o_rssi[i] - mu) / sd
+    zj = (o_rssi[j] - mu) / sd
     rho = float(np.sum(zi * zj) / np.sqrt(np.sum(zi * zi) * np.sum(zj * zj)))
     rho = min(max(rho, 0.0), 0.99)
     return float(np.clip((1 - rho) / (1 + rho), _EMIT_W_MIN, _EMIT_W_MAX))

@@ -317,7 +317,8 @@ def test_emission_weight_matches_reference(fitted, seed, persist, n_steps):
     o_ant = np.array([o[1] for o in obs], np.int32)
     o_rssi = np.array([o[2] for o in obs], np.float64)
     seg_of_step = np.searchsorted(step_off, np.arange(n_steps + 1), side="right")
-    got = P._emission_weight(states, o_step, o_ant, o_rssi, step_off, model)
+    got = P._emission_weight(states, o_step, o_ant, o_rssi, P._successive_pairs(o_step, o_ant, step_off, n_ant),
+                             model)
     want = emission_weight_naive(states.tolist(), obs, seg_of_step.tolist(), model.mu_dbm.tolist(),
                                  model.sd_db.tolist())
     assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
