@@ -375,13 +375,14 @@ def compute_heatmap(reads: Reads, antennas: AntennaMap, layout: Layout, customer
                     from_us: int, to_us: int, bucket_s: int = 3600, step_s: float = 1.0,
                     model: PathLossModel | None = None, range_model: RangeModel | None = None,
                     method: str = "grid", spread: bool = True, presence=None,
-                    presence_zones: np.ndarray | None = None) -> np.ndarray:
+                    presence_zones: np.ndarray | None = None, positions: Positions | None = None) -> np.ndarray:
     """Customer tag-seconds per ``cell_m`` cell per floor per ``bucket_s`` bucket in ``[from_us, to_us)``.
 
     ``customer``: bool per read row, True for customer tags (all reads of a tag must agree). The
     path-loss and range models are learnt from all reads (staff help calibrate) unless given;
     positions (``method``, see :func:`~analytics.positions.estimate_positions`) are estimated for
-    customer tags only. Returns :data:`HEAT_DTYPE` rows with seconds > 0.
+    customer tags only, unless ``positions`` (of exactly those tags, e.g. the ones the analyze job
+    refined visits with) are given. Returns :data:`HEAT_DTYPE` rows with seconds > 0.
     """
     customer = np.asarray(customer)
     if customer.dtype != np.bool_ or customer.shape != (len(reads),):
@@ -399,8 +400,8 @@ def compute_heatmap(reads: Reads, antennas: AntennaMap, layout: Layout, customer
     cust_tags = tags[first]
     if len(cust_tags) == 0:
         return np.zeros(0, HEAT_DTYPE)
-    pos = estimate_positions(reads, antennas, layout, step_s=step_s, model=model, tags=cust_tags,
-                             method=method, range_model=range_model)
+    pos = positions if positions is not None else estimate_positions(
+        reads, antennas, layout, step_s=step_s, model=model, tags=cust_tags, method=method, range_model=range_model)
     row_zone = None
     if presence is not None and spread:
         row_zone = presence_row_zones(pos, presence)
