@@ -86,6 +86,9 @@ def test_token_management_is_admin_only(app_db) -> None:  # type: ignore[no-unty
     assert client.get("/api/v1/stores", headers=_h(new["token"])).status_code == 401
     bad = client.post("/api/v1/tokens", json={"role": "root"}, headers=_h(tokens["admin"]))
     assert bad.status_code == 422 and "role" in bad.json()["detail"]
+    for days in (True, "2", 0):  # a JSON boolean or string is not a number of days (no lax coercion)
+        r = client.post("/api/v1/tokens", json={"role": "viewer", "expires_days": days}, headers=_h(tokens["admin"]))
+        assert r.status_code == 422 and "expires_days" in r.json()["detail"], (days, r.text)
     unknown = client.post("/api/v1/tokens", json={"role": "viewer", "stores": ["zzz"]}, headers=_h(tokens["admin"]))
     assert unknown.status_code == 400 and "zzz" in unknown.json()["detail"]
 

@@ -20,7 +20,7 @@ class NewToken(BaseModel):
     role: Literal["viewer", "analyst", "admin"]
     stores: list[StoreId] | None = Field(None, max_length=1000, description="stores granted; omit for all stores")
     name: str = Field("", max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$", description="a label (no control characters)")
-    expires_days: float | None = Field(None, gt=0, le=3650)
+    expires_days: float | None = Field(None, gt=0, le=3650, strict=True)  # strict: JSON true is not 1 day
 
 
 @router.get("/tokens", summary="List API tokens (admin)")
