@@ -11,7 +11,8 @@ walkable cells only (not centred in a ``staff_only`` zone). That is the expected
 given the reads, and it avoids the spurious hot spots a point estimate makes at its few favourite
 spots. With ``presence`` (zone presence spans, :func:`analytics.presence.zone_presence`), the spread
 of a step the tag spends in a zone stays in that zone's cells, and a step placed in no zone stays
-out of the antenna zones (falling back to the plain spread when the two disagree).
+out of the antenna zones (falling back to the plain spread when the two disagree). With ``transit``
+(default), the unread time of floor changes is added first (:func:`analytics.transit.transit_positions`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from numba import njit
 from analytics.data import AntennaMap, Reads
 from analytics.positions import PathLossModel, Positions, RangeModel, estimate_positions, floor_geometry
 from analytics.positions import points_in_polygon as _inside
+from analytics.transit import transit_positions
 from storeflow.layout import Layout
+from storeflow.settings import store_params
 
 __all__ = ["HEAT_DTYPE", "compute_heatmap", "bin_positions", "walkable_cells"]
 
@@ -375,14 +378,17 @@ def compute_heatmap(reads: Reads, antennas: AntennaMap, layout: Layout, customer
                     from_us: int, to_us: int, bucket_s: int = 3600, step_s: float = 1.0,
                     model: PathLossModel | None = None, range_model: RangeModel | None = None,
                     method: str = "grid", spread: bool = True, presence=None,
-                    presence_zones: np.ndarray | None = None, positions: Positions | None = None) -> np.ndarray:
+                    presence_zones: np.ndarray | None = None, positions: Positions | None = None,
+                    transit: bool = True, trip_gap_s: float | None = None) -> np.ndarray:
     """Customer tag-seconds per ``cell_m`` cell per floor per ``bucket_s`` bucket in ``[from_us, to_us)``.
 
     ``customer``: bool per read row, True for customer tags (all reads of a tag must agree). The
     path-loss and range models are learnt from all reads (staff help calibrate) unless given;
     positions (``method``, see :func:`~analytics.positions.estimate_positions`) are estimated for
     customer tags only, unless ``positions`` (of exactly those tags, e.g. the ones the analyze job
-    refined visits with) are given. Returns :data:`HEAT_DTYPE` rows with seconds > 0.
+    refined visits with) are given. ``transit``: fill floor changes' unread time (gaps up to
+    ``trip_gap_s`` seconds, default the store's setting) along learnt transfer points. Returns
+    :data:`HEAT_DTYPE` rows with seconds > 0.
     """
     customer = np.asarray(customer)
     if customer.dtype != np.bool_ or customer.shape != (len(reads),):
@@ -402,6 +408,9 @@ def compute_heatmap(reads: Reads, antennas: AntennaMap, layout: Layout, customer
         return np.zeros(0, HEAT_DTYPE)
     pos = positions if positions is not None else estimate_positions(
         reads, antennas, layout, step_s=step_s, model=model, tags=cust_tags, method=method, range_model=range_model)
+    if transit:
+        gap_s = store_params(layout.settings)["trip_gap_s"] if trip_gap_s is None else trip_gap_s
+        pos = transit_positions(pos, layout, float(gap_s))
     row_zone = None
     if presence is not None and spread:
         row_zone = presence_row_zones(pos, presence)
