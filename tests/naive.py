@@ -154,3 +154,63 @@ def min_stay_viterbi_naive(log_em: np.ndarray, log_trans: np.ndarray, chained: l
             k = j
         best = max(best, v)
     return best
+
+
+def _inside_naive(px: float, py: float, poly) -> bool:
+    """Even-odd ray casting for one point."""
+    inside = False
+    n = len(poly)
+    for k in range(n):
+        (x1, y1), (x2, y2) = poly[k], poly[(k + 1) % n]
+        if (y1 > py) != (y2 > py) and px < x1 + (py - y1) * (x2 - x1) / (y2 - y1):
+            inside = not inside
+    return inside
+
+
+def zone_mass_naive(x: float, y: float, sd: float, poly, cell_m: float) -> float:
+    """Mass of a Gaussian N((x, y), sd^2 I) over the cells (of the polygon's bounding box, ``cell_m``
+    metres, origin at its lower-left corner) whose centre lies inside the polygon."""
+    xs = [p[0] for p in poly]
+    ys = [p[1] for p in poly]
+    x0, y0 = min(xs), min(ys)
+    nx = max(1, math.ceil((max(xs) - x0) / cell_m - 1e-9))
+    ny = max(1, math.ceil((max(ys) - y0) / cell_m - 1e-9))
+    s = sd * math.sqrt(2.0)
+    total = 0.0
+    for i in range(nx):
+        for j in range(ny):
+            if not _inside_naive(x0 + (i + 0.5) * cell_m, y0 + (j + 0.5) * cell_m, poly):
+                continue
+            ax, ay = x0 + i * cell_m, y0 + j * cell_m
+            total += (0.5 * (math.erf((ax + cell_m - x) / s) - math.erf((ax - x) / s))
+                      * 0.5 * (math.erf((ay + cell_m - y) / s) - math.erf((ay - y) / s)))
+    return total
+
+
+def refine_naive(visits: list[tuple], rows: list[tuple], zones: list[tuple], step_us: int, cell_m: float,
+                 min_mass: float, min_dwell_s: float) -> tuple[list[tuple], list[float]]:
+    """Visits (tag, zone, start, end) cut to the position steps (tag, ts, floor, x, y, sd) whose middle
+    lies in the visit and whose Gaussian puts >= min_mass in the zone ((floor, polygon) per zone).
+
+    Returns the refined (tag, zone, start, end, dwell_s, passby) list and every mass computed.
+    """
+    out, masses = [], []
+    for t, z, s, e in visits:
+        zfl, poly = zones[z]
+        steps = [r for r in rows if r[0] == t and s <= r[1] + step_us // 2 < e]
+        if not steps:
+            out.append((t, z, s, e, (e - s) / 1e6, (e - s) / 1e6 < min_dwell_s))
+            continue
+        good = []
+        for _, ts, fl, x, y, sd in steps:
+            if fl != zfl:
+                continue
+            m = zone_mass_naive(x, y, sd, poly, cell_m)
+            masses.append(m)
+            if m >= min_mass:
+                good.append(ts)
+        if not good:
+            continue
+        ns, ne = max(s, min(good)), min(e, max(good) + step_us)
+        out.append((t, z, ns, ne, (ne - ns) / 1e6, (ne - ns) / 1e6 < min_dwell_s))
+    return out, masses

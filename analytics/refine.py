@@ -1,0 +1,210 @@
+"""Visit boundaries refined with the position estimates.
+
+The zone-presence decoder (:mod:`analytics.presence`) is good at *which* counter a tag stays at, but
+a counter's antenna also reads a shopper who is walking up to it or along its edge, so a decoded
+visit starts a few seconds early, ends a few seconds late, and a pass-by along the edge can come
+out as a short visit. The position estimates (:mod:`analytics.positions`, with their posterior
+variance) say *where* the tag is at each step, independently of the zone model. Here each counter
+visit keeps only the steps whose position posterior puts at least ``min_mass`` of its mass inside
+the visit's zone polygon: the visit then runs from the first such step to the end of the last one
+(never beyond the decoded visit), dwell and pass-by are recomputed (SPEC section 3), and a visit
+with position rows but no such step is dropped (the tag was near the counter, not in it). A visit
+without any position row (positions are only estimated for customers) is kept as decoded.
+
+Measured against simulator ground truth (400 shoppers x 2 h, seed 11, threshold 0.3): department
+hard visit F1 0.830 -> 0.870, boutique easy 0.902 -> 0.925; median dwell error halves (the decoded
+visits were ~8-11 s too long).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from analytics.config import NJIT, NJIT_PARALLEL
+from analytics.positions import Positions, points_in_polygon
+from analytics.visits import Visits
+from storeflow.layout import Zone
+
+__all__ = ["ZoneMasks", "zone_masks", "refine_visits"]
+
+#: The default share of a step's position posterior that must lie in the zone for the step to count
+#: as "in the zone". A plain probability threshold (below one half: the posterior of a tag standing
+#: inside near an edge spills out), not fitted to a store.
+MIN_MASS = 0.3
+
+
+@dataclass(frozen=True)
+class ZoneMasks:
+    """Each zone's polygon rasterised on ``cell_m`` cells over its bounding box (cell centre inside)."""
+
+    floor: np.ndarray    # int32 per zone
+    x0_m: np.ndarray     # float64 per zone: bounding box corner (metres)
+    y0_m: np.ndarray
+    nx: np.ndarray       # int64 per zone: cells along x / y
+    ny: np.ndarray
+    offset: np.ndarray   # int64 per zone + 1: start of the zone's cells in ``mask`` (ix * ny + iy)
+    mask: np.ndarray     # bool
+    cell_m: float
+
+
+def zone_masks(zones: Sequence[Zone], cell_m: float = 0.5) -> ZoneMasks:
+    """Rasterise ``zones`` (e.g. ``layout.zones``: the zone indices are positions in it) on ``cell_m``
+    metre cells."""
+    if not (math.isfinite(cell_m) and cell_m > 0):
+        raise ValueError(f"cell_m: must be a positive number of metres, got {cell_m!r}")
+    fl, x0, y0, nx, ny, parts = [], [], [], [], [], []
+    for z in zones:
+        xs = [p[0] for p in z.polygon]
+        ys = [p[1] for p in z.polygon]
+        bx, by = min(xs), min(ys)
+        cx_n = max(1, int(math.ceil((max(xs) - bx) / cell_m - 1e-9)))
+        cy_n = max(1, int(math.ceil((max(ys) - by) / cell_m - 1e-9)))
+        cx = np.repeat(bx + (np.arange(cx_n) + 0.5) * cell_m, cy_n)
+        cy = np.tile(by + (np.arange(cy_n) + 0.5) * cell_m, cx_n)
+        parts.append(points_in_polygon(cx, cy, z.polygon))
+        fl.append(z.floor)
+        x0.append(bx)
+        y0.append(by)
+        nx.append(cx_n)
+        ny.append(cy_n)
+    off = np.zeros(len(parts) + 1, np.int64)
+    np.cumsum([len(p) for p in parts], out=off[1:])
+    return ZoneMasks(np.array(fl, np.int32), np.array(x0, np.float64), np.array(y0, np.float64),
+                     np.array(nx, np.int64), np.array(ny, np.int64), off,
+                     np.concatenate(parts) if parts else np.zeros(0, np.bool_), float(cell_m))
+
+
+@numba.njit(**NJIT)
+def _mass_in_zone(x, y, sd, z, zx0, zy0, znx, zny, zoff, mask, cell_m):  # pragma: no cover - jit
+    """Mass of N((x, y), sd^2 I) over zone ``z``'s masked cells (separable Gaussian, +-5 sd window)."""
+    nxz, nyz = znx[z], zny[z]
+    s = sd * math.sqrt(2.0)
+    ia = max(0, int(math.floor((x - 5.0 * sd - zx0[z]) / cell_m)))
+    ib = min(nxz, int(math.floor((x + 5.0 * sd - zx0[z]) / cell_m)) + 1)
+    ja = max(0, int(math.floor((y - 5.0 * sd - zy0[z]) / cell_m)))
+    jb = min(nyz, int(math.floor((y + 5.0 * sd - zy0[z]) / cell_m)) + 1)
+    if ia >= ib or ja >= jb:
+        return 0.0
+    my = np.empty(jb - ja)
+    for j in range(ja, jb):
+        lo = zy0[z] + j * cell_m
+        my[j - ja] = 0.5 * (math.erf((lo + cell_m - y) / s) - math.erf((lo - y) / s))
+    total = 0.0
+    for i in range(ia, ib):
+        lo = zx0[z] + i * cell_m
+        mx = 0.5 * (math.erf((lo + cell_m - x) / s) - math.erf((lo - x) / s))
+        if mx <= 0.0:
+            continue
+        row = zoff[z] + i * nyz
+        acc = 0.0
+        for j in range(ja, jb):
+            if mask[row + j]:
+                acc += my[j - ja]
+        total += mx * acc
+    return total
+
+
+@numba.njit(**NJIT_PARALLEL)
+def _refine_kernel(v_zone, v_start, v_end, row_lo, row_hi, p_ts, p_floor, p_x, p_y, p_sd, step_us,
+                   zfl, zx0, zy0, znx, zny, zoff, mask, cell_m, min_mass,
+                   out_start, out_end, out_keep):  # pragma: no cover - jit
+    """Per visit: rows ``[row_lo, row_hi)`` of its tag; steps whose middle lies in the visit count."""
+    half = step_us // 2
+    for i in numba.prange(v_zone.shape[0]):
+        z = v_zone[i]
+        out_start[i] = v_start[i]
+        out_end[i] = v_end[i]
+        out_keep[i] = True
+        first = -1
+        last = -1
+        seen = False
+        for r in range(row_lo[i], row_hi[i]):
+            mid = p_ts[r] + half
+            if mid < v_start[i]:
+                continue
+            if mid >= v_end[i]:
+                break
+            seen = True
+            if p_floor[r] != zfl[z]:
+                continue
+            if _mass_in_zone(p_x[r], p_y[r], p_sd[r], z, zx0, zy0, znx, zny, zoff, mask, cell_m) >= min_mass:
+                if first < 0:
+                    first = r
+                last = r
+        if not seen:
+            continue
+        if first < 0:
+            out_keep[i] = False
+            continue
+        out_start[i] = max(v_start[i], p_ts[first])
+        out_end[i] = min(v_end[i], p_ts[last] + step_us)
+
+
+def refine_visits(visits: Visits, pos: Positions, masks: ZoneMasks, *, min_dwell_s: float = 10.0,
+                  min_mass: float = MIN_MASS, zones: np.ndarray | None = None) -> Visits:
+    """``visits`` with boundaries cut to the steps the positions place in the zone (module docstring).
+
+    ``masks``: :func:`zone_masks` of the zones the visits' zone indices refer to. ``zones``: bool
+    per zone, which zones to refine (default all; e.g. counters only). ``min_dwell_s`` (seconds)
+    re-decides pass-bys on the refined dwell. Points without a variance (``pos.var_m2`` None) count
+    by the cell they fall in.
+    """
+    if not (0.0 < min_mass <= 1.0):
+        raise ValueError(f"min_mass: must be in (0, 1], got {min_mass!r}")
+    if not (np.isfinite(min_dwell_s) and min_dwell_s >= 0):
+        raise ValueError(f"min_dwell_s must be a finite number >= 0, got {min_dwell_s}")
+    n_zones = len(masks.floor)
+    if len(visits) and (visits.zone.min() < 0 or visits.zone.max() >= n_zones):
+        raise ValueError(f"visits.zone: zone indices must be in [0, {n_zones}) (the masks' zones)")
+    if len(visits) == 0:
+        return visits
+    sel = np.ones(len(visits), np.bool_) if zones is None else np.asarray(zones, np.bool_)[visits.zone]
+    ptag = np.asarray(pos.tag)
+    if len(ptag) > 1 and (np.diff(ptag.astype(np.int64)) < 0).any():
+        raise ValueError("positions: must be sorted by (tag, ts_us)")
+    row_lo = np.searchsorted(ptag, visits.tag, side="left").astype(np.int64)
+    row_hi = np.searchsorted(ptag, visits.tag, side="right").astype(np.int64)
+    row_hi[~sel] = row_lo[~sel]  # no rows: kept as decoded
+    # start each visit's scan at its first step (rows of one tag are sorted by time)
+    step_us = int(round(pos.step_s * 1e6))
+    key_ts = np.asarray(pos.ts_us, np.int64)
+    for_start = visits.start_us - step_us
+    row_lo = np.maximum(row_lo, _search_in_runs(key_ts, row_lo, row_hi, for_start))
+    # a point estimate counts by its cell: a tiny spread
+    sd = (np.sqrt(np.asarray(pos.var_m2, np.float64)) if pos.var_m2 is not None
+          else np.full(len(pos), 1e-3 * masks.cell_m))
+    out_start = np.empty(len(visits), np.int64)
+    out_end = np.empty(len(visits), np.int64)
+    keep = np.empty(len(visits), np.bool_)
+    _refine_kernel(visits.zone, visits.start_us, visits.end_us, row_lo, row_hi, key_ts,
+                   np.asarray(pos.floor, np.int32), np.asarray(pos.x_m, np.float64), np.asarray(pos.y_m, np.float64),
+                   np.maximum(sd, 1e-6), step_us, masks.floor, masks.x0_m, masks.y0_m, masks.nx, masks.ny,
+                   masks.offset, masks.mask, masks.cell_m, float(min_mass), out_start, out_end, keep)
+    dwell = (out_end - out_start) / 1e6
+    return Visits(visits.tag[keep], visits.zone[keep], out_start[keep], out_end[keep], dwell[keep],
+                  dwell[keep] < min_dwell_s)
+
+
+def _search_in_runs(ts: np.ndarray, lo: np.ndarray, hi: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Per i, the first index in ``[lo[i], hi[i])`` with ``ts >= t[i]`` (``hi[i]`` if none)."""
+    return _search_kernel(ts, lo, hi, np.asarray(t, np.int64))
+
+
+@numba.njit(**NJIT_PARALLEL)
+def _search_kernel(ts, lo, hi, t):  # pragma: no cover - jit
+    out = np.empty(lo.shape[0], np.int64)
+    for i in numba.prange(lo.shape[0]):
+        a, b = lo[i], hi[i]
+        while a < b:
+            m = (a + b) // 2
+            if ts[m] < t[i]:
+                a = m + 1
+            else:
+                b = m
+        out[i] = a
+    return out
