@@ -11,6 +11,7 @@ re-running a range gives the same rows and a visit or trip crossing the boundary
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -24,7 +25,9 @@ import numpy as np
 import psycopg
 
 from analytics.data import AntennaMap, Reads, antenna_map, zone_map
+from analytics.positions import PathLossModel, RangeModel, estimate_positions, fit_path_loss, fit_range_model
 from analytics.presence import PresenceModel, fit_presence_model, zone_presence
+from analytics.refine import refine_visits, zone_masks
 from analytics.rollups import PG_EPOCH_US, rebuild_visit_rollups
 from analytics.rollups import from_unix_us as _dt
 from analytics.trips import paths_from_visits, trips_from_reads
@@ -149,10 +152,30 @@ def _layout_sha256(layout) -> str:
                                      sort_keys=True).encode()).hexdigest()
 
 
-def _stored_model(conn: psycopg.Connection, store_id: int, sha: str) -> PresenceModel | None:
-    row = conn.execute("SELECT model FROM presence_models WHERE store_id = %s AND layout_sha256 = %s "
-                       "ORDER BY model_id DESC LIMIT 1", (store_id, sha)).fetchone()
-    return PresenceModel.from_json(row[0]) if row else None
+def _stored_model(conn: psycopg.Connection, store_id: int,
+                  sha: str) -> tuple[int, PresenceModel, tuple[PathLossModel, RangeModel] | None] | None:
+    """The store's latest (model id, presence model, position models or None) for this layout."""
+    row = conn.execute("SELECT model_id, model, position_model FROM presence_models WHERE store_id = %s "
+                       "AND layout_sha256 = %s ORDER BY model_id DESC LIMIT 1", (store_id, sha)).fetchone()
+    if row is None:
+        return None
+    return int(row[0]), PresenceModel.from_json(row[1]), (_position_models_from_json(row[2]) if row[2] else None)
+
+
+def _dataclass_json(obj: Any) -> dict[str, Any]:
+    return {f.name: (v.tolist() if isinstance(v := getattr(obj, f.name), np.ndarray) else v)
+            for f in dataclasses.fields(obj)}
+
+
+def _position_models_json(pl: PathLossModel, rm: RangeModel) -> dict[str, Any]:
+    """The position estimator's models as plain JSON (for ``presence_models.position_model``)."""
+    return {"path_loss": _dataclass_json(pl), "range": _dataclass_json(rm)}
+
+
+def _position_models_from_json(d: dict[str, Any]) -> tuple[PathLossModel, RangeModel]:
+    def build(cls: Any, v: dict[str, Any]) -> Any:
+        return cls(**{k: (np.asarray(x, np.float64) if isinstance(x, list) else x) for k, x in v.items()})
+    return build(PathLossModel, d["path_loss"]), build(RangeModel, d["range"])
 
 
 def _hour_floor(us: int) -> int:
@@ -167,7 +190,8 @@ def analyze(conn: psycopg.Connection, store: str, from_us: int, to_us: int, sett
     block when the range is big) and stored in ``presence_models``; later runs reuse it until the
     layout changes or ``refit`` is asked for, so every range of a period is decoded alike.
 
-    Writes ``visits`` (counter zones only; pass-bys flagged) and ``trips`` whose start falls in the
+    Writes ``visits`` (counter zones only; pass-bys flagged; customers' visit boundaries refined with
+    their position estimates, :mod:`analytics.refine`, the same positions that make the heatmap) and ``trips`` whose start falls in the
     range, the visit rollups of the local days it touches (:mod:`analytics.rollups`), the heatmap
     cells of the hours overlapping it, and one ``analysis_runs`` row.
     """
@@ -183,15 +207,18 @@ def analyze(conn: psycopg.Connection, store: str, from_us: int, to_us: int, sett
     am = antenna_map(layout, dims.antenna_ids)
     zm = zone_map(layout)
     counter = np.array([k == "counter" for k in zm.kind])
+    masks = zone_masks(layout.zones)
     zone_db_id = np.array([dims.zone_ids.get(z, -1) for z in zm.zone], np.int64)
     non_customer = _non_customer_tags(conn)
     n_total, n_blocks = _block_count(conn, dims.store_id, lo_us, hi_us, block_reads)
     heat_from, heat_to = _hour_floor(from_us), _hour_floor(to_us - 1) + 3_600_000_000
 
     sha = _layout_sha256(layout)
-    model: PresenceModel | None = None if refit else _stored_model(conn, dims.store_id, sha)
+    stored = None if refit else _stored_model(conn, dims.store_id, sha)
+    model: PresenceModel | None = stored[1] if stored else None
+    pos_models = stored[2] if stored else None
+    model_id = stored[0] if stored else None
     fitted = False
-    heat_model = None
     vis_parts: list[tuple[np.ndarray, ...]] = []
     trip_parts: list[tuple[Any, ...]] = []
     heat_parts: list[np.ndarray] = []
@@ -208,12 +235,28 @@ def analyze(conn: psycopg.Connection, store: str, from_us: int, to_us: int, sett
             model = fit_presence_model(reads, am, zm, segment_gap_s=params["trip_gap_s"])
             fitted = True
             with conn.transaction():
-                conn.execute("INSERT INTO presence_models (store_id, layout_sha256, from_ts, to_ts, n_reads, "
-                             "model) VALUES (%s, %s, %s, %s, %s, %s)",
-                             (dims.store_id, sha, _dt(lo_us), _dt(hi_us), len(reads), json.dumps(model.to_json())))
-        pres = zone_presence(reads, model, am, segment_gap_s=params["trip_gap_s"]).zones_only()
+                model_id = conn.execute(
+                    "INSERT INTO presence_models (store_id, layout_sha256, from_ts, to_ts, n_reads, model) "
+                    "VALUES (%s, %s, %s, %s, %s, %s) RETURNING model_id",
+                    (dims.store_id, sha, _dt(lo_us), _dt(hi_us), len(reads), json.dumps(model.to_json()))).fetchone()[0]
+        pres_all = zone_presence(reads, model, am, segment_gap_s=params["trip_gap_s"])
+        pres = pres_all.zones_only()
         visits = visits_from_presence(pres.tag, pres.zone, pres.start_us, pres.end_us,
                                       gap_s=params["gap_s"], min_dwell_s=params["min_dwell_s"])
+        # customer positions: they refine the counter visits' boundaries and make the heatmap
+        customer_read = ~np.isin(reads.tag, non_customer)
+        cust_tags = np.unique(reads.tag[customer_read])
+        pos = None
+        if len(cust_tags):
+            if pos_models is None:
+                # like the presence model: learnt once (all reads of the block: staff help calibrate), stored
+                pl = fit_path_loss(reads, am, layout)
+                pos_models = (pl, fit_range_model(reads, am, layout, pl))
+                with conn.transaction():
+                    conn.execute("UPDATE presence_models SET position_model = %s WHERE model_id = %s",
+                                 (json.dumps(_position_models_json(*pos_models)), model_id))
+            pos = estimate_positions(reads, am, layout, model=pos_models[0], range_model=pos_models[1], tags=cust_tags)
+            visits = refine_visits(visits, pos, masks, min_dwell_s=params["min_dwell_s"], zones=counter)
         trips = trips_from_reads(reads.tag, reads.ts_us, trip_gap_s=params["trip_gap_s"])
         paths = paths_from_visits(trips, visits, counter)
         v_trip = paths.visit_trip
@@ -226,16 +269,13 @@ def analyze(conn: psycopg.Connection, store: str, from_us: int, to_us: int, sett
         zone_codes = np.array(zm.zone, dtype=object)
         trip_parts.append((trips.tag[t_keep], trips.start_us[t_keep], trips.end_us[t_keep], trips.n_reads[t_keep],
                            [zone_codes[paths.path(int(i))].tolist() for i in t_keep]))
-        if with_heatmap:
+        if with_heatmap and pos is not None:
             from analytics.heatmap import compute_heatmap
-            from analytics.positions import fit_path_loss
 
-            customer_read = ~np.isin(reads.tag, non_customer)
-            if heat_model is None:
-                heat_model = fit_path_loss(reads, am, layout)
             heat_parts.append(compute_heatmap(reads, am, layout, customer_read, params["cell_m"],
-                                              heat_from, heat_to, model=heat_model))
-        del reads, pres
+                                              heat_from, heat_to, model=pos_models[0], presence=pres_all,
+                                              positions=pos, trip_gap_s=params["trip_gap_s"]))
+        del reads, pres, pres_all, pos
     stats = _write(conn, dims.store_id, from_us, to_us, heat_from, heat_to, params, vis_parts, trip_parts,
                    heat_parts if with_heatmap else None, non_customer,
                    {"reads": n_reads, "reads_in_range_with_margin": n_total, "blocks": n_blocks,

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/accuracy_sim.py [--shoppers N] [--hours H] [--seed S]
 
-Runs the same pipeline as the analyze job (fit presence model -> decode -> visits) on a
+Runs the same pipeline as the analyze job (fit presence model -> decode -> visits -> boundaries
+refined with the position estimates, :mod:`analytics.refine`; `--no-refine` skips that) on a
 simulation and prints, per store and scenario: visit precision/recall/F1 (same tag, same zone,
 overlap/union >= 0.5, pass-bys excluded on both sides), the median relative dwell error of matched
 visits and the per-counter visitors error.
@@ -17,13 +18,17 @@ import numpy as np
 
 from analytics.accuracy import VisitAccuracy, visit_accuracy
 from analytics.data import zone_map
+from analytics.positions import estimate_positions
 from analytics.presence import fit_presence_model, zone_presence
+from analytics.refine import refine_visits, zone_masks
 from analytics.visits import visits_from_presence
 from storeflow.settings import store_params
 
 
-def evaluate(store: str, scenario: str, shoppers: int, hours: float, seed: int) -> tuple[VisitAccuracy, dict]:
-    """Simulate, run presence + visits, compare with the truth."""
+def evaluate(store: str, scenario: str, shoppers: int, hours: float, seed: int,
+             refine: bool = True) -> tuple[VisitAccuracy, dict]:
+    """Simulate, run presence + visits (+ the refinement with positions, as the analyze job does),
+    compare with the truth."""
     from simulators import sample_layout_path, simulate
     from storeflow.layout import load_layout
 
@@ -44,6 +49,12 @@ def evaluate(store: str, scenario: str, shoppers: int, hours: float, seed: int) 
     t_dec = time.perf_counter() - t0
     customer = sim.truth.customer
     counter = np.array([k == "counter" for k in zm.kind])
+    t_ref = 0.0
+    if refine:
+        t0 = time.perf_counter()
+        pos = estimate_positions(reads, am, layout, tags=np.flatnonzero(customer))
+        v = refine_visits(v, pos, zone_masks(layout.zones), min_dwell_s=params["min_dwell_s"], zones=counter)
+        t_ref = time.perf_counter() - t0
     keep = counter[v.zone] & ~v.passby & customer[v.tag]
     tv = sim.truth.visits
     tv = tv[~tv["passby"]]
@@ -51,7 +62,7 @@ def evaluate(store: str, scenario: str, shoppers: int, hours: float, seed: int) 
     t_zone = np.array([code[z] for z in tv["zone"]], np.int64)
     acc = visit_accuracy(tv["tag"], t_zone, tv["start_us"], tv["end_us"],
                          v.tag[keep], v.zone[keep], v.start_us[keep], v.end_us[keep])
-    return acc, {"reads": len(reads), "sim_s": t_sim, "fit_s": t_fit, "decode_visits_s": t_dec,
+    return acc, {"reads": len(reads), "sim_s": t_sim, "fit_s": t_fit, "decode_visits_s": t_dec, "positions_refine_s": t_ref,
                  "states": model.n_states, "antennas": len(am)}
 
 
@@ -62,13 +73,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--stores", default="boutique,department")
     ap.add_argument("--scenarios", default="easy,hard")
+    ap.add_argument("--no-refine", action="store_true", help="visits as decoded, not refined with positions")
     a = ap.parse_args()
     for store in a.stores.split(","):
         for sc in a.scenarios.split(","):
-            acc, info = evaluate(store, sc, a.shoppers, a.hours, a.seed)
+            acc, info = evaluate(store, sc, a.shoppers, a.hours, a.seed, refine=not a.no_refine)
             within = np.mean([abs(e) <= 0.10 for e in acc.visitors_rel_err.values()]) if acc.visitors_rel_err else 0
             print(f"{store:10s} {sc:4s} reads={info['reads']:>9d} states={info['states']} "
-                  f"fit={info['fit_s']:.1f}s decode+visits={info['decode_visits_s']:.1f}s | {acc.summary()} "
+                  f"fit={info['fit_s']:.1f}s decode+visits={info['decode_visits_s']:.1f}s "
+                  f"positions+refine={info['positions_refine_s']:.1f}s | {acc.summary()} "
                   f"counters within 10%={within:.2f}", flush=True)
 
 

@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from analytics.data import Reads, antenna_map, zone_map
-from analytics.job import PG_EPOCH_US, analyze, load_reads, parse_pgcopy_reads
+from analytics.job import PG_EPOCH_US, _position_models_from_json, analyze, load_reads, parse_pgcopy_reads
+from analytics.positions import estimate_positions
 from analytics.presence import fit_presence_model, zone_presence
+from analytics.refine import refine_visits, zone_masks
 from analytics.visits import visits_from_presence
 from storeflow.cli import main
 from storeflow.contract import parse_ts_us
@@ -85,6 +87,12 @@ def test_analyze_writes_reruns_and_splits_ranges(db, mini_layout_path):
     p = zone_presence(got, model, am, 1200).zones_only()
     v = visits_from_presence(p.tag, p.zone, p.start_us, p.end_us, gap_s=30, min_dwell_s=10)
     counter = np.array([k == "counter" for k in zm.kind])
+    # customers' visits refined with their positions, estimated with the stored position models
+    (pm_json,) = db.execute("SELECT position_model FROM presence_models").fetchone()
+    pl, rm = _position_models_from_json(pm_json)
+    customers = np.setdiff1d(np.unique(got.tag), [staff])
+    pos = estimate_positions(got, am, lay, model=pl, range_model=rm, tags=customers)
+    v = refine_visits(v, pos, zone_masks(lay.zones), zones=counter)
     assert res.visits + res.passbys == int(counter[v.zone].sum()) > 20
     vis = _rows(db, "visits", "tag_id, start_ts, zone_id, end_ts, dwell_s, passby, customer")
     assert len(vis) == res.visits + res.passbys
@@ -105,6 +113,7 @@ def test_analyze_writes_reruns_and_splits_ranges(db, mini_layout_path):
     assert _rows(db, "trips", "tag_id, start_ts, end_ts, n_reads, path, customer") == trips
     runs = db.execute("SELECT count(*), count(finished_at) FROM analysis_runs").fetchone()
     assert runs == (4, 4)
+    assert db.execute("SELECT count(*), count(position_model) FROM presence_models").fetchone() == (1, 1)
     _assert_rollups_hold_the_visits(db, sid, lo, hi)
 
 
