@@ -9,7 +9,10 @@ from hypothesis import strategies as st
 
 import analytics.heatmap as hm
 from analytics.heatmap import HEAT_DTYPE, bin_positions, compute_heatmap
+from analytics.data import zone_map
 from analytics.positions import PathLossModel, Positions, estimate_positions
+from analytics.presence import fit_presence_model, zone_presence
+from storeflow.settings import store_params
 from tests.naive_positions import naive_heatmap, naive_spread_heatmap, synthetic_layout, synthetic_reads
 
 LAYOUT = synthetic_layout(floors=2, width_m=10.0, depth_m=7.3, nx=2, ny=2)
@@ -152,7 +155,12 @@ def _truth_accuracy(store: str, scenario: str) -> tuple[list[float], float]:
     sim = simulate(layout, shoppers=100, hours=1, seed=7, scenario=scenario)
     reads, am = sim.reads()
     customer = sim.truth.customer[reads.tag]
-    heat = compute_heatmap(reads, am, layout, customer, 1.0, sim.start_us, sim.end_us)
+    # as the analyze job makes it: with the zone presence spans and the store's trip gap
+    gap_s = store_params(layout.settings)["trip_gap_s"]
+    pres = zone_presence(reads, fit_presence_model(reads, am, zone_map(layout), segment_gap_s=gap_s), am,
+                         segment_gap_s=gap_s)
+    heat = compute_heatmap(reads, am, layout, customer, 1.0, sim.start_us, sim.end_us, presence=pres,
+                           trip_gap_s=gap_s)
     rs = []
     for f in layout.floors:
         true = sim.truth.heatmap(f.floor, 1.0)
@@ -173,19 +181,21 @@ def _truth_accuracy(store: str, scenario: str) -> tuple[list[float], float]:
 
 def _below_bar(store: str, scenario: str, measured: str) -> pytest.param:  # type: ignore[valid-type]
     return pytest.param(store, scenario, marks=pytest.mark.xfail(
-        strict=True, reason=f"heatmap r below the 0.8 bar; measured (100 shoppers, 1 h, seed 7): {measured}"))
+        strict=True, reason=f"heatmap r below the 0.8 bar; measured (100 shoppers, 1 h, seed 7): {measured}; "
+                            "bench/heatmap_accuracy.py prints the ceilings (a zone-exact estimator: 0.76-0.78 "
+                            "boutique, 0.56-0.64 department)"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("store, scenario", [
-    _below_bar("boutique", "easy", "r 0.71, median position error 1.80 m"),
-    _below_bar("boutique", "hard", "r 0.60, median position error 2.08 m"),
-    _below_bar("department", "easy", "r per floor 0.39 / 0.43, median position error 2.35 m"),
-    _below_bar("department", "hard", "r per floor 0.43 / 0.33, median position error 2.75 m"),
+    _below_bar("boutique", "easy", "r 0.72, median position error 1.80 m"),
+    _below_bar("boutique", "hard", "r 0.64, median position error 2.08 m"),
+    _below_bar("department", "easy", "r per floor 0.46 / 0.47, median position error 2.35 m"),
+    _below_bar("department", "hard", "r per floor 0.47 / 0.35, median position error 2.75 m"),
 ])
 def test_heatmap_matches_simulated_truth(store: str, scenario: str) -> None:
     rs, median_err_m = _truth_accuracy(store, scenario)
-    print(f"{store} {scenario}: heatmap r per floor {np.round(rs, 3).tolist()}, median position error {median_err_m:.2f} m")
+    print(f"\n{store} {scenario}: heatmap r per floor {np.round(rs, 3).tolist()}, median position error {median_err_m:.2f} m")
     assert min(rs) >= 0.8, f"heatmap Pearson r {rs} < 0.8 (median position error {median_err_m:.2f} m)"
 
 
