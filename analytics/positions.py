@@ -229,19 +229,58 @@ def _table(tab, bin_m, d):  # pragma: no cover - jit
     return tab[i] + f * (tab[i + 1] - tab[i])
 
 
+@njit(**_NJIT, inline="always")
+def _exp_weight(d):  # pragma: no cover - jit
+    """exp(-d) for d >= 0 from the table; 0 beyond the cut."""
+    u_cut = _EXP_CUT * _EXP_PER_UNIT
+    u = min(d * _EXP_PER_UNIT, u_cut)
+    k = int(u)
+    w = _EXP_TAB[k] + (u - k) * (_EXP_TAB[k + 1] - _EXP_TAB[k])
+    return w if u < u_cut else 0.0
+
+
 @njit(**_NJIT)
-def _lattice_step(heard, cnt, rs, n_heard, coff, ny, g, base, woff, wi0, wj0, wnx, wny, w_lmu, w_rssi,
-                  lmu_far, rssi_far, inv2s2, cx, cy, half_m, nx, has_prior, qx, qy, qvar,
-                  ll):  # pragma: no cover - jit
+def _add_antenna(ll, a, c, rsh, i0, i1, j0, j1, woff, wi0, wj0, wnx, wny, w_a, w_b, a_far,
+                 b_far):  # pragma: no cover - jit
+    """Add one reading antenna's terms ``c * A + c * rsh * B`` to the window's log-likelihood rows,
+    whatever the overlap of its table window with the lattice window (far values outside it)."""
+    nj = j1 - j0 + 1
+    crs = c * rsh
+    far = c * a_far[a] + crs * b_far[a]
+    ja = max(j0, wj0[a])
+    jb = min(j1, wj0[a] + wny[a] - 1)
+    for i in range(i0, i1 + 1):
+        r0 = (i - i0) * nj
+        li = i - wi0[a]
+        if li < 0 or li >= wnx[a] or ja > jb:
+            for jj in range(nj):
+                ll[r0 + jj] += far
+            continue
+        for jj in range(ja - j0):
+            ll[r0 + jj] += far
+        q = woff[a] + li * wny[a] + ja - wj0[a]
+        p = r0 + ja - j0
+        for jj in range(jb - ja + 1):
+            ll[p + jj] += c * w_a[q + jj] + crs * w_b[q + jj]
+        for jj in range(jb + 1 - j0, nj):
+            ll[r0 + jj] += far
+
+
+@njit(**_NJIT, inline="always")
+def _lattice_step(heard, cnt, rs, n_heard, coff, ny, g, base, woff, wi0, wj0, wnx, wny, w_a, w_b,
+                  a_far, b_far, cx, cy, half_m, nx, has_prior, qx, qy, qvar,
+                  ll, pyv, cw, cwx, cwxx):  # pragma: no cover - jit
     """Posterior mean and per-axis variance (m^2) of the position over the floor's lattice cells within
     ``half_m`` of (cx, cy) (cell centres ``((i + 0.5) g, (j + 0.5) g)``, walkable cells only).
 
-    Log-likelihood of a cell = ``base`` (minus the expected read count of every antenna of the floor,
-    a Poisson non-detection; -1e300 on unwalkable cells) + per antenna that read the tag its count
-    times log expected count and the Gaussian RSSI term of its mean RSSI; plus the Gaussian motion
-    prior if any. The per-antenna terms are tabulated on each antenna's window of cells (``w_*``;
-    outside it, the far values). Cells more than 20 log units below the best carry no weight; the
-    weights use the tabulated exp.
+    Log-likelihood of a cell, up to a constant = ``base`` (minus the expected read count of every
+    antenna of the floor, a Poisson non-detection; -1e300 on unwalkable cells) + per antenna that read
+    the tag ``count * (A + mean_rssi * B)`` (its count times log expected count and the Gaussian RSSI
+    term, expanded in the mean RSSI) + the Gaussian motion prior if any. The per-antenna A, B are
+    tabulated on each antenna's window of cells (``w_*``; outside it, the far values). Cells more than
+    20 log units below the best carry no weight; the weights use the tabulated exp. Inlined into the
+    kernel (a call passed ~15 arrays, each a reference-count increment and decrement). ``ll``: scratch
+    of rows x columns; ``pyv``, ``cw``, ``cwx``, ``cwxx``: scratch of columns.
     """
     i0 = max(int(math.floor((cx - half_m) / g)), 0)
     i1 = min(int(math.floor((cx + half_m) / g)), nx - 1)
@@ -251,79 +290,88 @@ def _lattice_step(heard, cnt, rs, n_heard, coff, ny, g, base, woff, wi0, wj0, wn
         return cx, cy, half_m * half_m
     nj = j1 - j0 + 1
     ni = i1 - i0 + 1
-    # Loops run over views from index 0 (not ll[r + j] with an offset r that could be negative): numba
-    # then drops its negative-index wraparound and LLVM vectorizes the row loops (same arithmetic).
-    # base and prior (separable), row by row over the window; unwalkable cells have base -1e300
+    # Hot loops index with unsigned offsets (no negative-index wraparound, no array views: a view costs
+    # two reference-count calls, more than a short row's arithmetic) and write one array each, so LLVM
+    # vectorizes them. Columns keep their own moment sums (independent lanes, no sum reassociated).
+    nju = np.uint64(nj)
     k_prior = 0.5 / qvar if has_prior else 0.0
-    pyv = ll[ni * nj:ni * nj + nj]
     for jj in range(nj):
-        pyv[jj] = k_prior * ((j0 + jj + 0.5) * g - qy) ** 2
-    for i in range(i0, i1 + 1):
-        row = ll[(i - i0) * nj:(i - i0 + 1) * nj]
-        c0 = coff + i * ny + j0
-        brow = base[c0:c0 + nj]
-        pxi = k_prior * ((i + 0.5) * g - qx) ** 2
-        for jj in range(nj):
-            row[jj] = brow[jj] - (pxi + pyv[jj])
-    # each antenna that read the tag: its tabulated window part (contiguous runs), far values elsewhere
-    for h in range(n_heard):
+        dy = (j0 + jj + 0.5) * g - qy
+        pyv[jj] = k_prior * (dy * dy)
+    # Fused pass: base, prior and up to three reading antennas whose table windows hold the whole
+    # window (else those go through _add_antenna).
+    nf = min(n_heard, 3)
+    for h in range(nf):
         a = heard[h]
-        c = cnt[h]
-        rsh = rs[h]
-        ef = rsh - rssi_far[a]
-        far = c * (lmu_far[a] - ef * ef * inv2s2)
-        ja = max(j0, wj0[a])
-        jb = min(j1, wj0[a] + wny[a] - 1)
-        for i in range(i0, i1 + 1):
-            row = ll[(i - i0) * nj:(i - i0 + 1) * nj]
-            li = i - wi0[a]
-            if li < 0 or li >= wnx[a] or ja > jb:
-                for jj in range(nj):
-                    row[jj] += far
-                continue
-            for jj in range(ja - j0):
-                row[jj] += far
-            q = woff[a] + li * wny[a] + ja - wj0[a]
-            n_in = jb - ja + 1
-            lm = w_lmu[q:q + n_in]
-            rv = w_rssi[q:q + n_in]
-            part = row[ja - j0:ja - j0 + n_in]
-            for jj in range(n_in):
-                e = rsh - rv[jj]
-                part[jj] += c * (lm[jj] - e * e * inv2s2)
-            for jj in range(jb + 1 - j0, nj):
-                row[jj] += far
+        if i0 < wi0[a] or i1 >= wi0[a] + wnx[a] or j0 < wj0[a] or j1 >= wj0[a] + wny[a]:
+            nf = h
+            break
+    a1 = heard[0] if nf > 0 else 0
+    a2 = heard[1] if nf > 1 else 0
+    a3 = heard[2] if nf > 2 else 0
+    c1 = cnt[0] if nf > 0 else 0.0
+    c2 = cnt[1] if nf > 1 else 0.0
+    c3 = cnt[2] if nf > 2 else 0.0
+    d1 = c1 * rs[0] if nf > 0 else 0.0
+    d2 = c2 * rs[1] if nf > 1 else 0.0
+    d3 = c3 * rs[2] if nf > 2 else 0.0
+    for i in range(i0, i1 + 1):
+        dx = (i + 0.5) * g - qx
+        pxi = k_prior * (dx * dx)
+        r0 = np.uint64((i - i0) * nj)
+        q0 = np.uint64(coff + i * ny + j0)
+        if nf == 0:
+            for jj in range(nju):
+                ll[r0 + jj] = base[q0 + jj] - (pxi + pyv[jj])
+            continue
+        q1 = np.uint64(woff[a1] + (i - wi0[a1]) * wny[a1] + j0 - wj0[a1])
+        if nf == 1:
+            for jj in range(nju):
+                ll[r0 + jj] = base[q0 + jj] - (pxi + pyv[jj]) + (c1 * w_a[q1 + jj] + d1 * w_b[q1 + jj])
+            continue
+        q2 = np.uint64(woff[a2] + (i - wi0[a2]) * wny[a2] + j0 - wj0[a2])
+        if nf == 2:
+            for jj in range(nju):
+                ll[r0 + jj] = (base[q0 + jj] - (pxi + pyv[jj]) + (c1 * w_a[q1 + jj] + d1 * w_b[q1 + jj])
+                               + (c2 * w_a[q2 + jj] + d2 * w_b[q2 + jj]))
+            continue
+        q3 = np.uint64(woff[a3] + (i - wi0[a3]) * wny[a3] + j0 - wj0[a3])
+        for jj in range(nju):
+            ll[r0 + jj] = (base[q0 + jj] - (pxi + pyv[jj]) + (c1 * w_a[q1 + jj] + d1 * w_b[q1 + jj])
+                           + (c2 * w_a[q2 + jj] + d2 * w_b[q2 + jj]) + (c3 * w_a[q3 + jj] + d3 * w_b[q3 + jj]))
+    # the other reading antennas (more than three, or a table window not holding the whole window)
+    for h in range(nf, n_heard):
+        _add_antenna(ll, heard[h], cnt[h], rs[h], i0, i1, j0, j1, woff, wi0, wj0, wnx, wny, w_a, w_b,
+                     a_far, b_far)
     best = -1e300
-    for q in range(ni * nj):
+    for q in range(np.uint64(ni * nj)):
         if ll[q] > best:
             best = ll[q]
     if best < -1e299:  # nothing walkable in the window
         return cx, cy, half_m * half_m
+    for jj in range(nj):
+        cw[jj] = 0.0
+        cwx[jj] = 0.0
+        cwxx[jj] = 0.0
+    for i in range(i0, i1 + 1):
+        x = (i + 0.5) * g
+        xx = x * x
+        r0 = np.uint64((i - i0) * nj)
+        for jj in range(nju):
+            w = _exp_weight(best - ll[r0 + jj])
+            cw[jj] += w
+            cwx[jj] += w * x
+            cwxx[jj] += w * xx
     sw = 0.0
     sx = 0.0
     sy = 0.0
     sxx = 0.0
-    u_cut = _EXP_CUT * _EXP_PER_UNIT
-    for i in range(i0, i1 + 1):
-        x = (i + 0.5) * g
-        row = ll[(i - i0) * nj:(i - i0 + 1) * nj]
-        rw = 0.0
-        ry = 0.0
-        ryy = 0.0
-        for jj in range(nj):
-            u = (best - row[jj]) * _EXP_PER_UNIT
-            if u > u_cut:
-                continue
-            k = int(u)
-            w = _EXP_TAB[k] + (u - k) * (_EXP_TAB[k + 1] - _EXP_TAB[k])
-            y = (j0 + jj + 0.5) * g
-            rw += w
-            ry += w * y
-            ryy += w * y * y
-        sw += rw
-        sx += rw * x
-        sy += ry
-        sxx += rw * x * x + ryy
+    for jj in range(nj):
+        y = (j0 + jj + 0.5) * g
+        sw += cw[jj]
+        sx += cwx[jj]
+        sy += cw[jj] * y
+        sxx += cwxx[jj] + cw[jj] * y * y
     mx = sx / sw
     my = sy / sw
     var = max(sxx / sw - mx * mx - my * my, 0.0) / 2.0 + g * g / 12.0
@@ -408,8 +456,8 @@ def _finish_segment(ox, oy, ov, of, valid, r0, n, half):  # pragma: no cover - j
 def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
                       ant_x, ant_y, ant_fl, p0, exponent, sigma_db, fl_w, fl_d,
                       step_us, gap_us, half, speed_mps, d_min, d_max, iters, huber_c,
-                      use_grid, fl_off, fl_ny, fl_nx, lat_base, woff, wi0, wj0, wnx, wny, w_lmu, w_rssi,
-                      lmu_far, rssi_far, inv2s2, grid_half_m, grid_spacing_m, reset_m,
+                      use_grid, fl_off, fl_ny, fl_nx, lat_base, woff, wi0, wj0, wnx, wny, w_a, w_b,
+                      a_far, b_far, grid_half_m, grid_spacing_m, reset_m,
                       out_ts, out_fl, out_x, out_y, out_v, read_row, want_rows):  # pragma: no cover - jit
     nt = starts.shape[0] - 1
     n_fl = fl_w.shape[0]
@@ -434,7 +482,11 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
         ccnt = np.empty(_MAX_ANT)
         crs = np.empty(_MAX_ANT)
         side = int(2.0 * grid_half_m / grid_spacing_m) + 2
-        llbuf = np.empty(side * side + side)
+        llbuf = np.empty(side * side)
+        pyv = np.empty(side)
+        cw = np.empty(side)
+        cwx = np.empty(side)
+        cwxx = np.empty(side)
         qvar = 1.0
         row = base          # next free row of this tag
         seg_row0 = base
@@ -459,7 +511,8 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
             # pool the reads of step k per antenna
             m = 0
             r2 = r
-            while r2 < b and ts_us[r2] // step_us == k:
+            t_end = (k + 1) * step_us  # a comparison, not a division per read
+            while r2 < b and ts_us[r2] < t_end:
                 an = antenna[r2]
                 c = count[r2]
                 j = 0
@@ -483,30 +536,38 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
                     read_row[q] = cur
             tprev = ts_us[r2 - 1]
             r = r2
-            # ranges and weights; floor = the one whose antennas say "close" most strongly
-            for f in range(n_fl):
-                fscore[f] = 0.0
-            for j in range(m):
-                an = ids[j]
-                d = 10.0 ** ((p0[an] - src[j] / sc[j]) / (10.0 * exponent))
-                d = min(max(d, d_min), d_max)
-                dd[j] = d
-                sig = d * k_sig / math.sqrt(sc[j]) + 0.25
-                ww[j] = 1.0 / (sig * sig)
-                fscore[ant_fl[an]] += math.sqrt(sc[j]) / (d * d)
-            best = 0
-            for f in range(1, n_fl):
-                if fscore[f] > fscore[best]:
-                    best = f
+            # ranges and weights; floor = the one whose antennas say "close" most strongly (the grid
+            # estimator needs neither when all the reading antennas are on one floor)
+            best = ant_fl[ids[0]]
+            one_floor = True
+            for j in range(1, m):
+                if ant_fl[ids[j]] != best:
+                    one_floor = False
+            if not (use_grid and one_floor):
+                for f in range(n_fl):
+                    fscore[f] = 0.0
+                for j in range(m):
+                    an = ids[j]
+                    d = 10.0 ** ((p0[an] - src[j] / sc[j]) / (10.0 * exponent))
+                    d = min(max(d, d_min), d_max)
+                    dd[j] = d
+                    sig = d * k_sig / math.sqrt(sc[j]) + 0.25
+                    ww[j] = 1.0 / (sig * sig)
+                    fscore[ant_fl[an]] += math.sqrt(sc[j]) / (d * d)
+                best = 0
+                for f in range(1, n_fl):
+                    if fscore[f] > fscore[best]:
+                        best = f
             mm = 0
-            for j in range(m):
-                an = ids[j]
-                if ant_fl[an] == best:
-                    ax[mm] = ant_x[an]
-                    ay[mm] = ant_y[an]
-                    dd[mm] = dd[j]
-                    ww[mm] = ww[j]
-                    mm += 1
+            if not use_grid:
+                for j in range(m):
+                    an = ids[j]
+                    if ant_fl[an] == best:
+                        ax[mm] = ant_x[an]
+                        ay[mm] = ant_y[an]
+                        dd[mm] = dd[j]
+                        ww[mm] = ww[j]
+                        mm += 1
             use_prior = has_prior and qf == best
             qw = 0.0
             if use_prior:
@@ -549,9 +610,9 @@ def _positions_kernel(ts_us, antenna, rssi, count, starts, active, row_off,
                     cy = sy0 / sw0
                     hm = grid_half_m
                 x, y, qvar = _lattice_step(cand, ccnt, crs, nc, fl_off[best], fl_ny[best], grid_spacing_m,
-                                           lat_base, woff, wi0, wj0, wnx, wny, w_lmu, w_rssi, lmu_far,
-                                           rssi_far, inv2s2, cx, cy, hm, fl_nx[best], use_prior, qx, qy, pv,
-                                           llbuf)
+                                           lat_base, woff, wi0, wj0, wnx, wny, w_a, w_b, a_far,
+                                           b_far, cx, cy, hm, fl_nx[best], use_prior, qx, qy, pv,
+                                           llbuf, pyv, cw, cwx, cwxx)
             else:
                 x, y = _solve_step(ax, ay, dd, ww, mm, use_prior, qx, qy, qw, iters, huber_c)
                 qvar = 0.0  # no posterior: a point estimate
@@ -688,8 +749,9 @@ def _lattice_tables(rm: RangeModel, step_s: float, antennas: AntennaMap, ant_fl:
                     fl_d: np.ndarray, walk: np.ndarray, g: float) -> tuple:
     """Everything :func:`_lattice_step` reads: per floor the lattice (offset, ny, nx) and ``base`` (minus the
     expected reads per step of all the floor's antennas, per cell); per antenna a window of cells
-    holding all cells nearer than the end of its tables, with log expected reads and mean RSSI there,
-    and the far values beyond it."""
+    holding all cells nearer than the end of its tables, with A = log expected reads - k rssi^2 and
+    B = 2 k rssi there (k = 1 / (2 sigma_db^2): the reading's log-likelihood is count * (A + mean_rssi * B)
+    up to a constant), and the far values beyond it."""
     mu_tab, lmu_tab, rssi_tab, inv_bin = _antenna_tables(rm, step_s)
     nb = mu_tab.shape[1]
     reach = (nb - 1) / inv_bin
@@ -704,7 +766,12 @@ def _lattice_tables(rm: RangeModel, step_s: float, antennas: AntennaMap, ant_fl:
     wnx = np.zeros(na, np.int64)
     wny = np.zeros(na, np.int64)
     woff = np.zeros(na + 1, np.int64)
-    lmu_parts, rssi_parts = [], []
+    k = 1.0 / (2.0 * rm.sigma_db ** 2)
+    # the RSSI term -k (rssi - r)^2 expanded in the reading's mean RSSI r: A + r B + (-k r^2, the same for
+    # every cell, dropped)
+    a_tab = lmu_tab - k * rssi_tab * rssi_tab
+    b_tab = 2.0 * k * rssi_tab
+    a_parts, b_parts = [], []
     for a in range(na):
         f = ant_fl[a]
         ax, ay = float(antennas.x_m[a]), float(antennas.y_m[a])
@@ -719,19 +786,19 @@ def _lattice_tables(rm: RangeModel, step_s: float, antennas: AntennaMap, ant_fl:
         wi0[a], wj0[a] = i0, j0
         wnx[a], wny[a] = max(i1 - i0 + 1, 0), max(j1 - j0 + 1, 0)
         win = b[i0:i0 + wnx[a], j0:j0 + wny[a]].ravel()
-        lmu_parts.append(lmu_tab[a][win])
-        rssi_parts.append(rssi_tab[a][win])
+        a_parts.append(a_tab[a][win])
+        b_parts.append(b_tab[a][win])
         woff[a + 1] = woff[a] + len(win)
     cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
     base[~walk] = -1e300  # never there
-    return (off[:-1].copy(), ny, nx, base, woff[:-1].copy(), wi0, wj0, wnx, wny, cat(lmu_parts),
-            cat(rssi_parts), lmu_tab[:, nb - 1].copy(), rssi_tab[:, nb - 1].copy())
+    return (off[:-1].copy(), ny, nx, base, woff[:-1].copy(), wi0, wj0, wnx, wny, cat(a_parts),
+            cat(b_parts), a_tab[:, nb - 1].copy(), b_tab[:, nb - 1].copy())
 
 
 def _run(reads: Reads, antennas: AntennaMap, fl_w: np.ndarray, fl_d: np.ndarray, ant_fl: np.ndarray,
          model: PathLossModel, p: _Params, active_tags: np.ndarray | None, want_rows: bool,
-         rmodel: RangeModel | None = None, walk: np.ndarray | None = None):
-    tags, starts = reads.tag_bounds()
+         rmodel: RangeModel | None = None, walk: np.ndarray | None = None, bounds: tuple | None = None):
+    tags, starts = reads.tag_bounds() if bounds is None else bounds
     active = np.ones(len(tags), np.bool_) if active_tags is None else active_tags
     counts = _count_steps(reads.ts_us, starts, active, p.step_us, p.gap_us)
     row_off = np.zeros(len(tags) + 1, np.int64)
@@ -747,14 +814,13 @@ def _run(reads: Reads, antennas: AntennaMap, fl_w: np.ndarray, fl_d: np.ndarray,
         i0, f0 = np.zeros(len(fl_w), np.int64), np.zeros(0)
         ia = np.zeros(len(antennas), np.int64)
         fa = np.zeros(len(antennas))
-        grid = (False, i0, i0, i0, f0, ia, ia, ia, ia, ia, f0, f0, fa, fa, 1.0)
+        grid = (False, i0, i0, i0, f0, ia, ia, ia, ia, ia, f0, f0, fa, fa)
         reset_m = math.inf
     else:
         g = p.grid_spacing_m
         if walk is None:
             walk = np.ones(int(np.sum(np.ceil(fl_w / g - 1e-9) * np.ceil(fl_d / g - 1e-9))), np.bool_)
-        grid = (True, *_lattice_tables(rmodel, p.step_us * 1e-6, antennas, ant_fl, fl_w, fl_d, walk, g),
-                1.0 / (2.0 * rmodel.sigma_db ** 2))
+        grid = (True, *_lattice_tables(rmodel, p.step_us * 1e-6, antennas, ant_fl, fl_w, fl_d, walk, g))
         reset_m = rmodel.neighbour_m  # learnt range where reads fall to 10 % of peak
     if n:
         _positions_kernel(reads.ts_us, reads.antenna, reads.rssi_dbm, reads.count, starts, active, row_off,
@@ -978,10 +1044,11 @@ def estimate_positions(reads: Reads, antennas: AntennaMap, layout: Layout, step_
     if method == "wls":
         range_model = None
     active = None
+    bounds = reads.tag_bounds()  # once (a pass over all the reads)
     if tags is not None:
-        active = np.isin(reads.tag_bounds()[0], np.asarray(tags))
+        active = np.isin(bounds[0], np.asarray(tags))
     walk = lattice_walkable(layout, p.grid_spacing_m) if range_model is not None else None
     out_tag, out_ts, ofl, ox, oy, _, ov = _run(reads, antennas, fl_w, fl_d, ant_fl, model, p, active, False,
-                                               range_model, walk)
+                                               range_model, walk, bounds)
     return Positions(out_tag, out_ts, fl_num[ofl] if len(ofl) else ofl, ox, oy, step_s, model, range_model,
                      ov if method == "grid" else None)

@@ -22,9 +22,9 @@ def _model(n_ant: int, seed: int = 0) -> PathLossModel:
     return PathLossModel(rng.uniform(-45, -30, n_ant), float(rng.uniform(1.8, 3.5)), float(rng.uniform(2, 8)))
 
 
-def _range_model(n_ant: int, seed: int = 0) -> RangeModel:
+def _range_model(n_ant: int, seed: int = 0, n_bins: int = 60) -> RangeModel:
     rng = np.random.default_rng(seed)
-    d = np.arange(60) * 0.5
+    d = np.arange(n_bins) * 0.5
     rate = 3.0 * np.exp(-d / rng.uniform(2, 6))
     rssi = -45.0 - rng.uniform(10, 25) * np.log10(np.maximum(d, 0.5))
     return RangeModel(0.5, rate, rssi, rng.uniform(0.5, 2, n_ant), rng.normal(0, 2, n_ant), float(rng.uniform(2, 6)),
@@ -67,6 +67,42 @@ def test_kernel_matches_reference(reads: Reads, step_s: float, gap_s: float, smo
         np.testing.assert_array_equal(pos.floor, fl)
         np.testing.assert_allclose(pos.x_m, x, atol=2e-3)
         np.testing.assert_allclose(pos.y_m, y, atol=2e-3)
+
+
+@st.composite
+def crowded_reads(draw):
+    """Few tags, many antennas within each step (several per floor: the grid kernel's fused pass for up
+    to three reading antennas plus the per-antenna pass for the rest)."""
+    n = draw(st.integers(1, 40))
+    tags = draw(st.lists(st.integers(0, 1), min_size=n, max_size=n))
+    ts = draw(st.lists(st.integers(0, 12).map(lambda s: T0 + s * 250_000), min_size=n, max_size=n))
+    ant = draw(st.lists(st.integers(0, len(AM2) - 1), min_size=n, max_size=n))
+    rssi = draw(st.lists(st.floats(-95, -25, width=32), min_size=n, max_size=n))
+    cnt = draw(st.lists(st.integers(1, 3), min_size=n, max_size=n))
+    return Reads.sorted_from(np.array(tags, np.int32), np.array(ts, np.int64), np.array(ant, np.int32),
+                             np.array(rssi, np.float32), np.array(cnt, np.int32))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(reads=crowded_reads(), seed=st.integers(0, 5), n_bins=st.sampled_from([6, 10, 60]), staff=st.booleans(),
+       smooth_s=st.sampled_from([0.0, 1.0]))
+def test_grid_kernel_paths_match_reference(reads: Reads, seed: int, n_bins: int, staff: bool,
+                                           smooth_s: float) -> None:
+    """Grid estimator vs the reference with many reading antennas per step and short range tables (antenna
+    table windows of 2.5-5 m that hold only part of the 6 m lattice window: the far values)."""
+    layout = LAYOUT2_STAFF if staff else LAYOUT2
+    model = _model(len(AM2), seed)
+    rm = _range_model(len(AM2), seed, n_bins)
+    pos = estimate_positions(reads, AM2, layout, step_s=1.0, model=model, smooth_s=smooth_s, method="grid",
+                             range_model=rm)
+    ref = naive_positions(reads, AM2, layout, model, 1.0, 30.0, smooth_s, 1.2, rm)
+    assert len(pos) == len(ref)
+    tag, ts, fl, x, y = (np.array(c) for c in zip(*ref))
+    np.testing.assert_array_equal(pos.tag, tag)
+    np.testing.assert_array_equal(pos.ts_us, ts)
+    np.testing.assert_array_equal(pos.floor, fl)
+    np.testing.assert_allclose(pos.x_m, x, atol=2e-3)
+    np.testing.assert_allclose(pos.y_m, y, atol=2e-3)
 
 
 def test_empty_and_one_read() -> None:
