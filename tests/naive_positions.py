@@ -261,7 +261,7 @@ def naive_spread_heatmap(rows: list[tuple[int, int, int, float, float, float]], 
                          presence_zones: list[int] = ()) -> dict[tuple[int, int, int, int], float]:
     """Like :func:`naive_heatmap` for (tag, ts_us, floor, x_m, y_m, var_m2) rows, each row's seconds
     shared over the cells not centred in a staff_only zone by the cell's mass of a Gaussian (sigma per
-    axis sqrt(var), cut at 3 sigma); a point (sigma < cell / 10) or nothing walkable: the point's cell.
+    axis sqrt(var), cut at 2.5 sigma); a point (sigma < cell / 10) or nothing walkable: the point's cell.
     ``row_zones``: per row a zone index (only cells centred in that zone), -1 (only cells outside all
     ``presence_zones``) or -2 (any walkable cell); no mass there: any walkable cell."""
     step_us = int(round(step_s * 1e6))
@@ -288,7 +288,7 @@ def naive_spread_heatmap(rows: list[tuple[int, int, int, float, float, float]], 
         for attempt_zone in ([zr, -2] if zr != -2 else [-2]):
             if weights or sig < 0.1 * cell_m:
                 break
-            rad = min(3 * sig, 31 * cell_m)
+            rad = min(2.5 * sig, 31 * cell_m)  # as analytics.heatmap._CUT_SIGMAS
 
             def mass(lo: float, hi: float, mu: float) -> float:
                 return 0.5 * (math.erf((hi - mu) / (sig * math.sqrt(2))) - math.erf((lo - mu) / (sig * math.sqrt(2))))

@@ -40,17 +40,23 @@ def positions(draw):
 @given(data=positions(), var=st.lists(st.sampled_from([0.0, 0.001, 0.3, 1.0, 4.0, 30.0]), min_size=40, max_size=40),
        cell_m=st.sampled_from([0.5, 1.0, 0.7]), bucket_s=st.sampled_from([3600, 60]),
        lo=st.integers(-10_000, 2_000), length=st.integers(0, 4_000), staff=st.booleans(),
-       zones=st.none() | st.lists(st.sampled_from([-2, -1, 1, 2]), min_size=40, max_size=40))
+       zones=st.none() | st.lists(st.sampled_from([-2, -1, 1, 2]), min_size=40, max_size=40),
+       parallel=st.booleans())
 def test_spread_binning_matches_reference(data, var, cell_m: float, bucket_s: int, lo: int, length: int,
-                                          staff: bool, zones: list[int] | None) -> None:
+                                          staff: bool, zones: list[int] | None, parallel: bool) -> None:
     pos, rows = data
     layout = STAFF_LAYOUT if staff else LAYOUT
     v = np.array(var[:len(pos)], np.float32)
     pos = Positions(pos.tag, pos.ts_us, pos.floor, pos.x_m, pos.y_m, pos.step_s, MODEL, None, v)
     from_us, to_us = T0 + lo * 1_000_000, T0 + (lo + length) * 1_000_000
     rz = None if zones is None or not staff else zones[:len(pos)]  # zone 1 = C1, 2 = C2 of STAFF_LAYOUT
-    got = bin_positions(pos, layout, cell_m, from_us, to_us, bucket_s, spread=True,
-                        row_zone=None if rz is None else np.array(rz, np.int32), presence_zones=np.array([1, 2]))
+    saved = hm._PARALLEL_MIN_ROWS
+    hm._PARALLEL_MIN_ROWS = 0 if parallel else saved  # row chunks on every thread, one grid each
+    try:
+        got = bin_positions(pos, layout, cell_m, from_us, to_us, bucket_s, spread=True,
+                            row_zone=None if rz is None else np.array(rz, np.int32), presence_zones=np.array([1, 2]))
+    finally:
+        hm._PARALLEL_MIN_ROWS = saved
     want = naive_spread_heatmap([(t, ts, f, float(x), float(y), float(q)) for (t, ts, f, x, y), q in zip(rows, v)],
                                 pos.step_s, layout, cell_m, from_us, to_us, bucket_s, rz, [1, 2])
     g = _as_dict(got)
