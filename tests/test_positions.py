@@ -32,12 +32,11 @@ def _range_model(n_ant: int, seed: int = 0, n_bins: int = 60) -> RangeModel:
 
 
 @st.composite
-def random_reads(draw, min_reads: int = 0, max_tag: int = 3, max_step: int = 120):
-    """Reads on a coarse time grid (250 ms steps up to ``max_step``): equal timestamps and long gaps
-    both occur; a small ``max_step`` with few tags crowds many antennas into each step."""
-    n = draw(st.integers(min_reads, 40))
-    tags = draw(st.lists(st.integers(0, max_tag), min_size=n, max_size=n))
-    ts = draw(st.lists(st.integers(0, max_step).map(lambda s: T0 + s * 250_000), min_size=n, max_size=n))
+def random_reads(draw):
+    n = draw(st.integers(0, 40))
+    tags = draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
+    # small time range, coarse grid: equal timestamps and long gaps both occur
+    ts = draw(st.lists(st.integers(0, 120).map(lambda s: T0 + s * 250_000), min_size=n, max_size=n))
     ant = draw(st.lists(st.integers(0, len(AM2) - 1), min_size=n, max_size=n))
     rssi = draw(st.lists(st.floats(-95, -25, width=32), min_size=n, max_size=n))
     cnt = draw(st.lists(st.integers(1, 3), min_size=n, max_size=n))
@@ -59,11 +58,7 @@ def test_kernel_matches_reference(reads: Reads, step_s: float, gap_s: float, smo
     rm = _range_model(len(AM2), seed) if method == "grid" else None
     pos = estimate_positions(reads, AM2, layout, step_s=step_s, model=model, max_gap_s=gap_s, smooth_s=smooth_s,
                              method=method, range_model=rm)
-    _assert_same_positions(pos, naive_positions(reads, AM2, layout, model, step_s, gap_s, smooth_s, 1.2, rm))
-
-
-def _assert_same_positions(pos, ref: list[tuple]) -> None:  # type: ignore[no-untyped-def]
-    """Kernel rows equal the reference's (tag, step, floor exactly; x, y within 2 mm)."""
+    ref = naive_positions(reads, AM2, layout, model, step_s, gap_s, smooth_s, 1.2, rm)
     assert len(pos) == len(ref)
     if ref:
         tag, ts, fl, x, y = (np.array(c) for c in zip(*ref))
@@ -74,10 +69,18 @@ def _assert_same_positions(pos, ref: list[tuple]) -> None:  # type: ignore[no-un
         np.testing.assert_allclose(pos.y_m, y, atol=2e-3)
 
 
-def crowded_reads():  # noqa: ANN201 - a hypothesis strategy
+@st.composite
+def crowded_reads(draw):
     """Few tags, many antennas within each step (several per floor: the grid kernel's fused pass for up
     to three reading antennas plus the per-antenna pass for the rest)."""
-    return random_reads(min_reads=1, max_tag=1, max_step=12)
+    n = draw(st.integers(1, 40))
+    tags = draw(st.lists(st.integers(0, 1), min_size=n, max_size=n))
+    ts = draw(st.lists(st.integers(0, 12).map(lambda s: T0 + s * 250_000), min_size=n, max_size=n))
+    ant = draw(st.lists(st.integers(0, len(AM2) - 1), min_size=n, max_size=n))
+    rssi = draw(st.lists(st.floats(-95, -25, width=32), min_size=n, max_size=n))
+    cnt = draw(st.lists(st.integers(1, 3), min_size=n, max_size=n))
+    return Reads.sorted_from(np.array(tags, np.int32), np.array(ts, np.int64), np.array(ant, np.int32),
+                             np.array(rssi, np.float32), np.array(cnt, np.int32))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
@@ -93,8 +96,13 @@ def test_grid_kernel_paths_match_reference(reads: Reads, seed: int, n_bins: int,
     pos = estimate_positions(reads, AM2, layout, step_s=1.0, model=model, smooth_s=smooth_s, method="grid",
                              range_model=rm)
     ref = naive_positions(reads, AM2, layout, model, 1.0, 30.0, smooth_s, 1.2, rm)
-    assert ref  # at least one read: at least one row
-    _assert_same_positions(pos, ref)
+    assert len(pos) == len(ref)
+    tag, ts, fl, x, y = (np.array(c) for c in zip(*ref))
+    np.testing.assert_array_equal(pos.tag, tag)
+    np.testing.assert_array_equal(pos.ts_us, ts)
+    np.testing.assert_array_equal(pos.floor, fl)
+    np.testing.assert_allclose(pos.x_m, x, atol=2e-3)
+    np.testing.assert_allclose(pos.y_m, y, atol=2e-3)
 
 
 def test_empty_and_one_read() -> None:
