@@ -11,7 +11,6 @@ re-running a range gives the same rows and a visit or trip crossing the boundary
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -162,20 +161,9 @@ def _stored_model(conn: psycopg.Connection, store_id: int,
     return int(row[0]), PresenceModel.from_json(row[1]), (_position_models_from_json(row[2]) if row[2] else None)
 
 
-def _dataclass_json(obj: Any) -> dict[str, Any]:
-    return {f.name: (v.tolist() if isinstance(v := getattr(obj, f.name), np.ndarray) else v)
-            for f in dataclasses.fields(obj)}
-
-
-def _position_models_json(pl: PathLossModel, rm: RangeModel) -> dict[str, Any]:
-    """The position estimator's models as plain JSON (for ``presence_models.position_model``)."""
-    return {"path_loss": _dataclass_json(pl), "range": _dataclass_json(rm)}
-
-
 def _position_models_from_json(d: dict[str, Any]) -> tuple[PathLossModel, RangeModel]:
-    def build(cls: Any, v: dict[str, Any]) -> Any:
-        return cls(**{k: (np.asarray(x, np.float64) if isinstance(x, list) else x) for k, x in v.items()})
-    return build(PathLossModel, d["path_loss"]), build(RangeModel, d["range"])
+    """The position estimator's models stored in ``presence_models.position_model``."""
+    return PathLossModel.from_json(d["path_loss"]), RangeModel.from_json(d["range"])
 
 
 def _hour_floor(us: int) -> int:
@@ -191,8 +179,8 @@ def analyze(conn: psycopg.Connection, store: str, from_us: int, to_us: int, sett
     layout changes or ``refit`` is asked for, so every range of a period is decoded alike.
 
     Writes ``visits`` (counter zones only; pass-bys flagged; customers' visit boundaries refined with
-    their position estimates, :mod:`analytics.refine`, the same positions that make the heatmap) and ``trips`` whose start falls in the
-    range, the visit rollups of the local days it touches (:mod:`analytics.rollups`), the heatmap
+    their position estimates, :mod:`analytics.refine`, the same positions that make the heatmap) and
+    ``trips`` whose start falls in the range, the visit rollups of the local days it touches (:mod:`analytics.rollups`), the heatmap
     cells of the hours overlapping it, and one ``analysis_runs`` row.
     """
     t_start = time.perf_counter()
@@ -254,7 +242,8 @@ def analyze(conn: psycopg.Connection, store: str, from_us: int, to_us: int, sett
                 pos_models = (pl, fit_range_model(reads, am, layout, pl))
                 with conn.transaction():
                     conn.execute("UPDATE presence_models SET position_model = %s WHERE model_id = %s",
-                                 (json.dumps(_position_models_json(*pos_models)), model_id))
+                                 (json.dumps({"path_loss": pos_models[0].to_json(), "range": pos_models[1].to_json()}),
+                                  model_id))
             pos = estimate_positions(reads, am, layout, model=pos_models[0], range_model=pos_models[1], tags=cust_tags)
             visits = refine_visits(visits, pos, masks, min_dwell_s=params["min_dwell_s"], zones=counter)
         trips = trips_from_reads(reads.tag, reads.ts_us, trip_gap_s=params["trip_gap_s"])
@@ -273,8 +262,8 @@ def analyze(conn: psycopg.Connection, store: str, from_us: int, to_us: int, sett
             from analytics.heatmap import compute_heatmap
 
             heat_parts.append(compute_heatmap(reads, am, layout, customer_read, params["cell_m"],
-                                              heat_from, heat_to, model=pos_models[0], presence=pres_all,
-                                              positions=pos, trip_gap_s=params["trip_gap_s"]))
+                                              heat_from, heat_to, presence=pres_all, positions=pos,
+                                              trip_gap_s=params["trip_gap_s"]))
         del reads, pres, pres_all, pos
     stats = _write(conn, dims.store_id, from_us, to_us, heat_from, heat_to, params, vis_parts, trip_parts,
                    heat_parts if with_heatmap else None, non_customer,

@@ -43,7 +43,7 @@ The numba kernels are private; :func:`estimate_positions` validates input and re
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from numba import njit, prange
@@ -81,6 +81,14 @@ class PathLossModel:
         """Distance (metres) the model assigns to reads of ``rssi_dbm`` at ``antenna``."""
         return 10.0 ** ((self.p0_dbm[antenna] - rssi_dbm) / (10.0 * self.exponent))
 
+    def to_json(self) -> dict:
+        """Plain JSON-able dict (lists of floats), e.g. for ``presence_models.position_model``."""
+        return _model_json(self)
+
+    @staticmethod
+    def from_json(d: dict) -> PathLossModel:
+        return _model_from_json(PathLossModel, d)
+
 
 @dataclass(frozen=True)
 class RangeModel:
@@ -99,6 +107,24 @@ class RangeModel:
     sigma_db: float
     background_per_s: float
     neighbour_m: float
+
+    def to_json(self) -> dict:
+        """Plain JSON-able dict (lists of floats), e.g. for ``presence_models.position_model``."""
+        return _model_json(self)
+
+    @staticmethod
+    def from_json(d: dict) -> RangeModel:
+        return _model_from_json(RangeModel, d)
+
+
+def _model_json(model: PathLossModel | RangeModel) -> dict:
+    return {f.name: (v.tolist() if isinstance(v := getattr(model, f.name), np.ndarray) else float(v))
+            for f in fields(model)}
+
+
+def _model_from_json(cls: type, d: dict):  # type: ignore[no-untyped-def]
+    return cls(**{f.name: (np.asarray(d[f.name], np.float64) if isinstance(d[f.name], list) else float(d[f.name]))
+                  for f in fields(cls)})
 
 
 @dataclass(frozen=True)

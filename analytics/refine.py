@@ -113,7 +113,8 @@ def _mass_in_zone(x, y, sd, z, zx0, zy0, znx, zny, zoff, mask, cell_m):  # pragm
 def _refine_kernel(v_zone, v_start, v_end, row_lo, row_hi, p_ts, p_floor, p_x, p_y, p_sd, step_us,
                    zfl, zx0, zy0, znx, zny, zoff, mask, cell_m, min_mass,
                    out_start, out_end, out_keep):  # pragma: no cover - jit
-    """Per visit: rows ``[row_lo, row_hi)`` of its tag; steps whose middle lies in the visit count."""
+    """Per visit: rows ``[row_lo, row_hi)`` of its tag (sorted by time); steps whose middle lies in the
+    visit count."""
     half = step_us // 2
     for i in numba.prange(v_zone.shape[0]):
         z = v_zone[i]
@@ -123,7 +124,9 @@ def _refine_kernel(v_zone, v_start, v_end, row_lo, row_hi, p_ts, p_floor, p_x, p
         first = -1
         last = -1
         seen = False
-        for r in range(row_lo[i], row_hi[i]):
+        # the scan starts at the visit's first step
+        r0 = row_lo[i] + np.searchsorted(p_ts[row_lo[i]:row_hi[i]], v_start[i] - step_us)
+        for r in range(r0, row_hi[i]):
             mid = p_ts[r] + half
             if mid < v_start[i]:
                 continue
@@ -170,11 +173,8 @@ def refine_visits(visits: Visits, pos: Positions, masks: ZoneMasks, *, min_dwell
     row_lo = np.searchsorted(ptag, visits.tag, side="left").astype(np.int64)
     row_hi = np.searchsorted(ptag, visits.tag, side="right").astype(np.int64)
     row_hi[~sel] = row_lo[~sel]  # no rows: kept as decoded
-    # start each visit's scan at its first step (rows of one tag are sorted by time)
     step_us = int(round(pos.step_s * 1e6))
     key_ts = np.asarray(pos.ts_us, np.int64)
-    for_start = visits.start_us - step_us
-    row_lo = np.maximum(row_lo, _search_in_runs(key_ts, row_lo, row_hi, for_start))
     # a point estimate counts by its cell: a tiny spread
     sd = (np.sqrt(np.asarray(pos.var_m2, np.float64)) if pos.var_m2 is not None
           else np.full(len(pos), 1e-3 * masks.cell_m))
@@ -188,23 +188,3 @@ def refine_visits(visits: Visits, pos: Positions, masks: ZoneMasks, *, min_dwell
     dwell = (out_end - out_start) / 1e6
     return Visits(visits.tag[keep], visits.zone[keep], out_start[keep], out_end[keep], dwell[keep],
                   dwell[keep] < min_dwell_s)
-
-
-def _search_in_runs(ts: np.ndarray, lo: np.ndarray, hi: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Per i, the first index in ``[lo[i], hi[i])`` with ``ts >= t[i]`` (``hi[i]`` if none)."""
-    return _search_kernel(ts, lo, hi, np.asarray(t, np.int64))
-
-
-@numba.njit(**NJIT_PARALLEL)
-def _search_kernel(ts, lo, hi, t):  # pragma: no cover - jit
-    out = np.empty(lo.shape[0], np.int64)
-    for i in numba.prange(lo.shape[0]):
-        a, b = lo[i], hi[i]
-        while a < b:
-            m = (a + b) // 2
-            if ts[m] < t[i]:
-                a = m + 1
-            else:
-                b = m
-        out[i] = a
-    return out

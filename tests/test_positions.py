@@ -182,3 +182,17 @@ def test_synthetic_accuracy_and_calibration() -> None:
         errs.append(np.hypot(pos.x_m[s] - tx, pos.y_m[s] - ty))
     assert np.concatenate(floor_ok).mean() > 0.97
     assert np.median(np.concatenate(errs)) < 1.5
+
+
+def test_models_round_trip_through_json() -> None:
+    import json
+
+    pl, rm = _model(len(AM2), 2), _range_model(len(AM2), 2)
+    pl2 = PathLossModel.from_json(json.loads(json.dumps(pl.to_json())))
+    rm2 = RangeModel.from_json(json.loads(json.dumps(rm.to_json())))
+    np.testing.assert_array_equal(pl2.p0_dbm, pl.p0_dbm)
+    assert (pl2.exponent, pl2.sigma_db) == (pl.exponent, pl.sigma_db)
+    for name in ("rate_per_s", "rssi_dbm", "gain", "offset_db"):
+        np.testing.assert_array_equal(getattr(rm2, name), getattr(rm, name))
+    assert (rm2.bin_m, rm2.sigma_db, rm2.background_per_s, rm2.neighbour_m) == \
+        (rm.bin_m, rm.sigma_db, rm.background_per_s, rm.neighbour_m)
