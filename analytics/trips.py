@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from analytics.config import NJIT, NJIT_PARALLEL
-from analytics.visits import Visits, first_unsorted, tag_blocks
+from analytics.visits import Visits, stage_offsets, tag_blocks
 
 __all__ = ["Trips", "Paths", "trips_from_reads", "paths_from_visits", "transition_matrix", "top_paths",
            "first_counter_after_entrance"]
@@ -45,34 +45,86 @@ class Paths:
         return self.zone[self.offsets[i]:self.offsets[i + 1]]
 
 
+@numba.njit(**NJIT)
+def _trip_runs(tag, ts_us, gap_us, lo, hi, t_tag, t_start, t_end, t_n, j0, cap):
+    """Trips of rows ``lo:hi`` (``lo`` starts a tag or a trip); the first ``cap`` go to ``t_*[j0:]``.
+
+    One pass that also checks the order (row ``lo`` against ``lo - 1`` too). Returns (trips, row
+    where trip ``cap + 1`` starts or ``hi``, first row out of (tag, ts) order, -1 when none; on
+    such a row the scan stops there).
+    """
+    c = 0
+    resume = hi
+    first = lo
+    k = lo - 1 if lo > 0 else lo
+    p_tag = tag[k]
+    p_ts = ts_us[k]
+    for i in range(lo, hi):
+        t = tag[i]
+        s = ts_us[i]
+        if t < p_tag or (t == p_tag and s < p_ts):
+            return c, resume, i
+        if i == lo or t != p_tag or s - p_ts > gap_us:
+            if 0 < c <= cap:
+                t_end[j0 + c - 1] = p_ts
+                t_n[j0 + c - 1] = i - first
+            if c == cap:
+                resume = i
+            c += 1
+            if c <= cap:
+                t_tag[j0 + c - 1] = t
+                t_start[j0 + c - 1] = s
+            first = i
+        p_tag = t
+        p_ts = s
+    if 0 < c <= cap:
+        t_end[j0 + c - 1] = p_ts
+        t_n[j0 + c - 1] = hi - first
+    return c, resume, -1
+
+
 @numba.njit(**NJIT_PARALLEL)
 def _trips_kernel(tag, ts_us, gap_us, bounds):
+    """Trips over blocks of whole tags, and the first unsorted row (-1: none); passes as in
+    ``analytics.visits._visits_kernel``."""
     nb = bounds.shape[0] - 1
+    soff = stage_offsets(bounds)
+    s_tag = np.empty(soff[nb], np.int32)
+    s_start = np.empty(soff[nb], np.int64)
+    s_end = np.empty(soff[nb], np.int64)
+    s_n = np.empty(soff[nb], np.int64)
     counts = np.zeros(nb, np.int64)
+    resume = np.zeros(nb, np.int64)
+    bad = np.full(nb, -1, np.int64)
     for b in numba.prange(nb):
-        c = 0
-        for i in range(bounds[b], bounds[b + 1]):
-            if i == bounds[b] or tag[i] != tag[i - 1] or ts_us[i] - ts_us[i - 1] > gap_us:
-                c += 1
+        c, r, bd = _trip_runs(tag, ts_us, gap_us, bounds[b], bounds[b + 1], s_tag, s_start, s_end, s_n,
+                              soff[b], soff[b + 1] - soff[b])
         counts[b] = c
+        resume[b] = r
+        bad[b] = bd
+    first_bad = -1
     off = np.zeros(nb + 1, np.int64)
     for b in range(nb):
+        if bad[b] >= 0:
+            first_bad = bad[b]
+            break
         off[b + 1] = off[b] + counts[b]
-    n = off[nb]
+    n = off[nb] if first_bad < 0 else 0
     t_tag = np.empty(n, np.int32)
     t_start = np.empty(n, np.int64)
     t_end = np.empty(n, np.int64)
-    t_n = np.zeros(n, np.int64)
-    for b in numba.prange(nb):
-        j = off[b] - 1
-        for i in range(bounds[b], bounds[b + 1]):
-            if i == bounds[b] or tag[i] != tag[i - 1] or ts_us[i] - ts_us[i - 1] > gap_us:
-                j += 1
-                t_tag[j] = tag[i]
-                t_start[j] = ts_us[i]
-            t_end[j] = ts_us[i]
-            t_n[j] += 1
-    return t_tag, t_start, t_end, t_n
+    t_n = np.empty(n, np.int64)
+    if first_bad < 0:
+        for b in numba.prange(nb):
+            k = min(counts[b], soff[b + 1] - soff[b])
+            t_tag[off[b]:off[b] + k] = s_tag[soff[b]:soff[b] + k]
+            t_start[off[b]:off[b] + k] = s_start[soff[b]:soff[b] + k]
+            t_end[off[b]:off[b] + k] = s_end[soff[b]:soff[b] + k]
+            t_n[off[b]:off[b] + k] = s_n[soff[b]:soff[b] + k]
+            if counts[b] > k:
+                _trip_runs(tag, ts_us, gap_us, resume[b], bounds[b + 1], t_tag, t_start, t_end, t_n,
+                           off[b] + k, counts[b] - k)
+    return t_tag, t_start, t_end, t_n, first_bad
 
 
 def trips_from_reads(tag: np.ndarray, ts_us: np.ndarray, *, trip_gap_s: float = 1200.0) -> Trips:
@@ -83,11 +135,11 @@ def trips_from_reads(tag: np.ndarray, ts_us: np.ndarray, *, trip_gap_s: float = 
         raise ValueError(f"ts_us has shape {ts_us.shape}, expected {tag.shape} like tag")
     if not (np.isfinite(trip_gap_s) and trip_gap_s >= 0):
         raise ValueError(f"trip_gap_s must be a finite number >= 0, got {trip_gap_s}")
-    bad = first_unsorted(tag, ts_us)
+    bounds = tag_blocks(tag, 8 * numba.get_num_threads())
+    t_tag, t_start, t_end, t_n, bad = _trips_kernel(tag, ts_us, int(round(trip_gap_s * 1e6)), bounds)
     if bad >= 0:
         raise ValueError(f"reads are not sorted by (tag, ts_us) at row {bad}")
-    bounds = tag_blocks(tag, 8 * numba.get_num_threads())
-    return Trips(*_trips_kernel(tag, ts_us, int(round(trip_gap_s * 1e6)), bounds))
+    return Trips(t_tag, t_start, t_end, t_n)
 
 
 @numba.njit(**NJIT)

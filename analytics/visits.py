@@ -19,7 +19,7 @@ import numpy as np
 
 from analytics.config import NJIT, NJIT_PARALLEL
 
-__all__ = ["Visits", "visits_from_presence", "first_unsorted", "tag_blocks"]
+__all__ = ["Visits", "visits_from_presence", "first_unsorted", "tag_blocks", "stage_offsets"]
 
 
 @numba.njit(**NJIT)
@@ -58,64 +58,114 @@ class Visits:
                       self.end_us[mask_or_idx], self.dwell_s[mask_or_idx], self.passby[mask_or_idx])
 
 
+# Staging room per block: one output row per this many input rows (a block with more output rows
+# fills the rest in the second pass, from the row where its staging room overflowed).
+_STAGE_ROWS_PER_OUTPUT = 16
+
+
+@numba.njit(**NJIT)
+def stage_offsets(bounds: np.ndarray) -> np.ndarray:
+    """Offsets of each block's room in the staging arrays of a two-pass kernel (at least 16 rows)."""
+    nb = bounds.shape[0] - 1
+    soff = np.zeros(nb + 1, np.int64)
+    for b in range(nb):
+        soff[b + 1] = soff[b] + (bounds[b + 1] - bounds[b]) // _STAGE_ROWS_PER_OUTPUT + 16
+    return soff
+
+
+@numba.njit(**NJIT)
+def _visit_runs(tag, zone, start_us, end_us, gap_us, lo, hi, v_tag, v_zone, v_start, v_end, j0, cap):
+    """Visits of rows ``lo:hi`` (``lo`` starts a tag or a visit); the first ``cap`` go to ``v_*[j0:]``.
+
+    One pass that also checks the rows (row ``lo`` against ``lo - 1`` too). Returns (visits, row
+    where visit ``cap + 1`` starts or ``hi``, first row out of (tag, start) order or with end <
+    start, -1 when none; on such a row the scan stops there).
+    """
+    c = 0
+    resume = hi
+    cur_tag = 0
+    cur_zone = 0
+    cur_end = 0
+    k = lo - 1 if lo > 0 else lo
+    p_tag = tag[k]
+    p_start = start_us[k]
+    for i in range(lo, hi):
+        t = tag[i]
+        s = start_us[i]
+        e = end_us[i]
+        if t < p_tag or (t == p_tag and s < p_start) or e < s:
+            return c, resume, i
+        p_tag = t
+        p_start = s
+        z = zone[i]
+        if z < 0:
+            continue
+        if c > 0 and t == cur_tag and z == cur_zone and s - cur_end <= gap_us:
+            if e > cur_end:
+                cur_end = e
+        else:
+            if 0 < c <= cap:
+                v_end[j0 + c - 1] = cur_end
+            if c == cap:
+                resume = i
+            c += 1
+            if c <= cap:
+                v_tag[j0 + c - 1] = t
+                v_zone[j0 + c - 1] = z
+                v_start[j0 + c - 1] = s
+            cur_tag = t
+            cur_zone = z
+            cur_end = e
+    if 0 < c <= cap:
+        v_end[j0 + c - 1] = cur_end
+    return c, resume, -1
+
+
 @numba.njit(**NJIT_PARALLEL)
 def _visits_kernel(tag, zone, start_us, end_us, gap_us, bounds):
-    """Two passes over blocks of whole tags (``bounds``: block offsets): count, then fill."""
+    """Visits over blocks of whole tags (``bounds``: block offsets), and the first bad row (-1: none).
+
+    Pass 1 checks and counts every block, keeping its first visits in a staging room; pass 2 copies
+    them to their place and scans again only the part of a block whose staging room overflowed.
+    """
     nb = bounds.shape[0] - 1
+    soff = stage_offsets(bounds)
+    s_tag = np.empty(soff[nb], np.int32)
+    s_zone = np.empty(soff[nb], np.int32)
+    s_start = np.empty(soff[nb], np.int64)
+    s_end = np.empty(soff[nb], np.int64)
     counts = np.zeros(nb, np.int64)
+    resume = np.zeros(nb, np.int64)
+    bad = np.full(nb, -1, np.int64)
     for b in numba.prange(nb):
-        c = 0
-        cur_tag = -1
-        cur_zone = -1
-        cur_end = 0
-        have = False
-        for i in range(bounds[b], bounds[b + 1]):
-            z = zone[i]
-            if z < 0:
-                continue
-            if have and tag[i] == cur_tag and z == cur_zone and start_us[i] - cur_end <= gap_us:
-                if end_us[i] > cur_end:
-                    cur_end = end_us[i]
-            else:
-                c += 1
-                have = True
-                cur_tag = tag[i]
-                cur_zone = z
-                cur_end = end_us[i]
+        c, r, bd = _visit_runs(tag, zone, start_us, end_us, gap_us, bounds[b], bounds[b + 1],
+                               s_tag, s_zone, s_start, s_end, soff[b], soff[b + 1] - soff[b])
         counts[b] = c
+        resume[b] = r
+        bad[b] = bd
+    first_bad = -1
     off = np.zeros(nb + 1, np.int64)
     for b in range(nb):
+        if bad[b] >= 0:
+            first_bad = bad[b]
+            break
         off[b + 1] = off[b] + counts[b]
-    n = off[nb]
+    n = off[nb] if first_bad < 0 else 0
     v_tag = np.empty(n, np.int32)
     v_zone = np.empty(n, np.int32)
     v_start = np.empty(n, np.int64)
     v_end = np.empty(n, np.int64)
-    for b in numba.prange(nb):
-        j = off[b] - 1
-        cur_tag = -1
-        cur_zone = -1
-        cur_end = 0
-        have = False
-        for i in range(bounds[b], bounds[b + 1]):
-            z = zone[i]
-            if z < 0:
-                continue
-            if have and tag[i] == cur_tag and z == cur_zone and start_us[i] - cur_end <= gap_us:
-                if end_us[i] > cur_end:
-                    cur_end = end_us[i]
-                    v_end[j] = cur_end
-            else:
-                j += 1
-                have = True
-                cur_tag = tag[i]
-                cur_zone = z
-                cur_end = end_us[i]
-                v_tag[j] = cur_tag
-                v_zone[j] = z
-                v_start[j] = start_us[i]
-                v_end[j] = cur_end
-    return v_tag, v_zone, v_start, v_end
+    if first_bad < 0:
+        for b in numba.prange(nb):
+            k = min(counts[b], soff[b + 1] - soff[b])
+            v_tag[off[b]:off[b] + k] = s_tag[soff[b]:soff[b] + k]
+            v_zone[off[b]:off[b] + k] = s_zone[soff[b]:soff[b] + k]
+            v_start[off[b]:off[b] + k] = s_start[soff[b]:soff[b] + k]
+            v_end[off[b]:off[b] + k] = s_end[soff[b]:soff[b] + k]
+            if counts[b] > k:
+                _visit_runs(tag, zone, start_us, end_us, gap_us, resume[b], bounds[b + 1],
+                            v_tag, v_zone, v_start, v_end, off[b] + k, counts[b] - k)
+    return v_tag, v_zone, v_start, v_end, first_bad
 
 
 def tag_blocks(tag: np.ndarray, n_blocks: int) -> np.ndarray:
@@ -147,14 +197,14 @@ def visits_from_presence(tag: np.ndarray, zone: np.ndarray, start_us: np.ndarray
         raise ValueError(f"gap_s must be a finite number >= 0, got {gap_s}")
     if not (np.isfinite(min_dwell_s) and min_dwell_s >= 0):
         raise ValueError(f"min_dwell_s must be a finite number >= 0, got {min_dwell_s}")
-    if n:
-        bad = _first_negative_span(start_us, end_us) if end_us is not start_us else -1
-        if bad >= 0:
-            raise ValueError(f"end_us < start_us at row {bad}")
-        bad = first_unsorted(tag, start_us)
-        if bad >= 0:
-            raise ValueError(f"presence is not sorted by (tag, start_us) at row {bad}")
     bounds = tag_blocks(tag, 8 * numba.get_num_threads())
-    v_tag, v_zone, v_start, v_end = _visits_kernel(tag, zone, start_us, end_us, int(round(gap_s * 1e6)), bounds)
+    gap_us = int(round(gap_s * 1e6))
+    v_tag, v_zone, v_start, v_end, bad = _visits_kernel(tag, zone, start_us, end_us, gap_us, bounds)
+    if bad >= 0:
+        # a span with end < start anywhere is named first; without one, ``bad`` is the first unsorted row
+        neg = _first_negative_span(start_us, end_us) if end_us is not start_us else -1
+        if neg >= 0:
+            raise ValueError(f"end_us < start_us at row {neg}")
+        raise ValueError(f"presence is not sorted by (tag, start_us) at row {bad}")
     dwell_s = (v_end - v_start) / 1e6
     return Visits(v_tag, v_zone, v_start, v_end, dwell_s, dwell_s < min_dwell_s)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from analytics.trips import (first_counter_after_entrance, paths_from_visits, top_paths, transition_matrix,
-                             trips_from_reads)
+from analytics.trips import (_trips_kernel, first_counter_after_entrance, paths_from_visits, top_paths,
+                             transition_matrix, trips_from_reads)
 from analytics.visits import visits_from_presence
 from tests.naive import paths_naive, trips_naive, visits_naive
 
@@ -75,3 +75,23 @@ def test_bad_input():
         trips_from_reads(np.array([1]), np.array([5]), trip_gap_s=-1)
     t = trips_from_reads(np.zeros(0), np.zeros(0))
     assert len(t) == 0
+
+
+def test_unsorted_row_is_named_also_first_in_a_block():
+    """The first bad row is named whether it lies inside a parallel block or is a block's first row
+    (the kernel is called with such bounds: the wrapper's tag_blocks never starts a block there)."""
+    rng = np.random.default_rng(4)
+    tag = np.repeat(np.arange(40, dtype=np.int32), 50)
+    ts = np.cumsum(rng.integers(0, 5_000_000, tag.size))
+    for r in np.flatnonzero(np.diff(tag)) + 1:
+        bad_tag = tag.copy()
+        bad_tag[r] = tag[r - 1] - 1
+        with pytest.raises(ValueError, match=f"not sorted by \\(tag, ts_us\\) at row {r}$"):
+            trips_from_reads(bad_tag, ts)
+        assert _trips_kernel(bad_tag, ts, 0, np.array([0, r, tag.size]))[-1] == r
+        bad_tag[r] = tag[r - 1]
+        bad_ts = ts.copy()
+        bad_ts[r] = ts[r - 1] - 1
+        with pytest.raises(ValueError, match=f"at row {r}$"):
+            trips_from_reads(bad_tag, bad_ts)
+        assert _trips_kernel(bad_tag, bad_ts, 0, np.array([0, r, tag.size]))[-1] == r

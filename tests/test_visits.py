@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from analytics.visits import visits_from_presence
+from analytics.visits import _visits_kernel, visits_from_presence
 from tests.naive import visits_naive
 
 
@@ -105,3 +105,30 @@ def test_many_blocks_same_as_naive():
     zone = rng.integers(-1, 4, n).astype(np.int32)
     got = visits_from_presence(tag, zone, ts, gap_s=12, min_dwell_s=10)
     assert _as_rows(got) == visits_naive(tag, zone, ts, ts, 12, 10)
+
+
+def test_unsorted_row_is_named_also_first_in_a_block():
+    """The order check runs inside the parallel blocks: the first bad row is named whether it lies
+    inside a block or is a block's first row (compared with the previous block's last row; the
+    wrapper's tag_blocks never starts a block there, so the kernel is also called with such bounds)."""
+    rng = np.random.default_rng(4)
+    tag = np.repeat(np.arange(40, dtype=np.int32), 50)
+    ts = np.cumsum(rng.integers(0, 5_000_000, tag.size))
+    zone = rng.integers(-1, 3, tag.size).astype(np.int32)
+    for r in np.flatnonzero(np.diff(tag)) + 1:
+        bad_tag = tag.copy()
+        bad_tag[r] = tag[r - 1] - 1
+        with pytest.raises(ValueError, match=f"not sorted by \\(tag, start_us\\) at row {r}$"):
+            visits_from_presence(bad_tag, zone, ts, gap_s=30)
+        bad_tag[r] = tag[r - 1]
+        bad_ts = ts.copy()
+        bad_ts[r] = ts[r - 1] - 1
+        with pytest.raises(ValueError, match=f"at row {r}$"):
+            visits_from_presence(bad_tag, zone, bad_ts, gap_s=30)
+        bounds = np.array([0, r, tag.size])
+        assert _visits_kernel(bad_tag, zone, bad_ts, bad_ts, 30_000_000, bounds)[-1] == r
+        # a span with end < start anywhere, even after the unsorted row, is named first (as before)
+        bad_end = bad_ts + 1
+        bad_end[-1] = bad_ts[-1] - 1
+        with pytest.raises(ValueError, match=f"end_us < start_us at row {tag.size - 1}$"):
+            visits_from_presence(bad_tag, zone, bad_ts, bad_end, gap_s=30)
