@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from storeflow.contract import PG_EPOCH_US
+
 __all__ = ["PGCOPY_HEADER", "PGCOPY_TRAILER", "PG_EPOCH_US", "TAG_READS_COLUMNS", "tag_reads_copy_buffer"]
 
 PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 PGCOPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
-#: 2000-01-01T00:00:00Z in Unix epoch microseconds: PostgreSQL's timestamp zero.
-PG_EPOCH_US = 946_684_800_000_000
 
 TAG_READS_COLUMNS = ("ts", "store_id", "antenna_id", "tag_id", "rssi_cdbm", "read_count", "flags")
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,7 +39,7 @@ from ingest.files_parse import (
     validate_purchase_row,
     validate_tag_row,
 )
-from storeflow.contract import BadInput
+from storeflow.contract import PG_EPOCH_US, UNIX_EPOCH, BadInput
 from storeflow.layout import load_layout
 from storeflow.store import StoreDims, load_store_dims, upsert_layout
 
@@ -54,8 +54,6 @@ DEFAULT_BLOCK_BYTES = 16 << 20
 STORE_KINDS = ("reads", "doors", "purchases")
 #: Line numbers listed per reject reason in the summary.
 FIRST_LINES = 5
-_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 UTC in Unix µs: PostgreSQL's timestamp origin
-_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _TAG_CACHE_MAX = 2_000_000
 
 
@@ -198,7 +196,7 @@ def _progress_bar(total: int, name: str, show: bool | None) -> Any:
 
 
 def _ts(ts_us: int) -> datetime:
-    return _UNIX_EPOCH + timedelta(microseconds=ts_us)
+    return UNIX_EPOCH + timedelta(microseconds=ts_us)
 
 
 @dataclass
@@ -355,7 +353,7 @@ def encode_reads_copy(ts_us: np.ndarray, store_id: int, antenna_id: np.ndarray, 
     rec = np.empty(len(ts_us), dtype=_COPY_READ)
     rec["nf"] = 6
     rec["l_ts"], rec["l_store"], rec["l_ant"], rec["l_tag"], rec["l_rssi"], rec["l_cnt"] = 8, 4, 4, 4, 2, 2
-    rec["ts"] = ts_us - _PG_EPOCH_US
+    rec["ts"] = ts_us - PG_EPOCH_US
     rec["store"] = store_id
     rec["ant"] = antenna_id
     rec["tag"] = tag_id

@@ -19,12 +19,18 @@ __all__ = [
     "parse_amount",
     "STORE_ID_RE",
     "TAG_KINDS",
+    "UNIX_EPOCH",
+    "PG_EPOCH_US",
 ]
 
 STORE_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 TAG_KINDS = ("member", "staff", "asset")
 _EPC_RE = re.compile(r"(?:[0-9A-Fa-f]{2}){4,32}")
 _INT_RE = re.compile(r"[+-]?\d+")
+#: 1970-01-01T00:00:00Z: the zero of the epoch microseconds used everywhere (``ts_us``).
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+#: 2000-01-01T00:00:00Z in Unix epoch microseconds: PostgreSQL's timestamp zero (binary COPY values).
+PG_EPOCH_US = 946_684_800_000_000
 #: Sane bounds for epoch microseconds: 2000-01-01 .. 2100-01-01 UTC.
 TS_US_MIN = 946_684_800_000_000
 TS_US_MAX = 4_102_444_800_000_000
@@ -48,7 +54,7 @@ def parse_ts_us(text: str) -> int:
             raise BadInput(f"timestamp {s!r} is neither ISO 8601 nor epoch microseconds") from None
         if dt.tzinfo is None:
             raise BadInput(f"timestamp {s!r} has no UTC offset")
-        delta = dt - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        delta = dt - UNIX_EPOCH
         value = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     if not TS_US_MIN <= value < TS_US_MAX:
         raise BadInput(f"timestamp {s!r} is outside 2000..2100")
