@@ -17,21 +17,21 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import psycopg
 
 from analytics.data import AntennaMap, Reads, antenna_map, zone_map
-from analytics.positions import PathLossModel, RangeModel, estimate_positions, fit_path_loss, fit_range_model
-from analytics.presence import PresenceModel, fit_presence_model, zone_presence
-from analytics.refine import refine_visits, zone_masks
+from analytics.pipeline import analyze_block
+from analytics.positions import PathLossModel, RangeModel, fit_path_loss, fit_range_model
+from analytics.presence import PresenceModel, fit_presence_model
+from analytics.refine import zone_masks
 from analytics.rollups import PG_EPOCH_US, rebuild_visit_rollups
 from analytics.rollups import from_unix_us as _dt
 from analytics.trips import paths_from_visits, trips_from_reads
-from analytics.visits import visits_from_presence
-from storeflow.contract import BadInput
+from storeflow.contract import UNIX_EPOCH, BadInput
 from storeflow.settings import Settings, get_settings, store_params
 from storeflow.store import load_store_dims
 
@@ -53,7 +53,6 @@ _ROW_DTYPE = np.dtype([
 _EXPECTED_LEN = {"l_tag": 4, "l_ts": 8, "l_ant": 4, "l_rssi": 2, "l_cnt": 2}
 #: Default bound on the reads held in memory at once (one tag block).
 BLOCK_READS = 20_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass
@@ -227,25 +226,19 @@ def analyze(conn: psycopg.Connection, store: str, from_us: int, to_us: int, sett
                     "INSERT INTO presence_models (store_id, layout_sha256, from_ts, to_ts, n_reads, model) "
                     "VALUES (%s, %s, %s, %s, %s, %s) RETURNING model_id",
                     (dims.store_id, sha, _dt(lo_us), _dt(hi_us), len(reads), json.dumps(model.to_json()))).fetchone()[0]
-        pres_all = zone_presence(reads, model, am, segment_gap_s=params["trip_gap_s"])
-        pres = pres_all.zones_only()
-        visits = visits_from_presence(pres.tag, pres.zone, pres.start_us, pres.end_us,
-                                      gap_s=params["gap_s"], min_dwell_s=params["min_dwell_s"])
-        # customer positions: they refine the counter visits' boundaries and make the heatmap
         customer_read = ~np.isin(reads.tag, non_customer)
-        cust_tags = np.unique(reads.tag[customer_read])
-        pos = None
-        if len(cust_tags):
-            if pos_models is None:
-                # like the presence model: learnt once (all reads of the block: staff help calibrate), stored
-                pl = fit_path_loss(reads, am, layout)
-                pos_models = (pl, fit_range_model(reads, am, layout, pl))
-                with conn.transaction():
-                    conn.execute("UPDATE presence_models SET position_model = %s WHERE model_id = %s",
-                                 (json.dumps({"path_loss": pos_models[0].to_json(), "range": pos_models[1].to_json()}),
-                                  model_id))
-            pos = estimate_positions(reads, am, layout, model=pos_models[0], range_model=pos_models[1], tags=cust_tags)
-            visits = refine_visits(visits, pos, masks, min_dwell_s=params["min_dwell_s"], zones=counter)
+        if pos_models is None and customer_read.any():
+            # like the presence model: learnt once (all reads of the block: staff help calibrate), stored
+            pl = fit_path_loss(reads, am, layout)
+            pos_models = (pl, fit_range_model(reads, am, layout, pl))
+            with conn.transaction():
+                conn.execute("UPDATE presence_models SET position_model = %s WHERE model_id = %s",
+                             (json.dumps({"path_loss": pos_models[0].to_json(), "range": pos_models[1].to_json()}),
+                              model_id))
+        # customer positions refine the counter visits' boundaries and make the heatmap
+        blk = analyze_block(reads, am, layout, zm, params, model, customer_read, position_models=pos_models,
+                            masks=masks)
+        visits, pos = blk.visits, blk.positions
         trips = trips_from_reads(reads.tag, reads.ts_us, trip_gap_s=params["trip_gap_s"])
         paths = paths_from_visits(trips, visits, counter)
         v_trip = paths.visit_trip
@@ -262,9 +255,9 @@ def analyze(conn: psycopg.Connection, store: str, from_us: int, to_us: int, sett
             from analytics.heatmap import compute_heatmap
 
             heat_parts.append(compute_heatmap(reads, am, layout, customer_read, params["cell_m"],
-                                              heat_from, heat_to, presence=pres_all, positions=pos,
+                                              heat_from, heat_to, presence=blk.presence, positions=pos,
                                               trip_gap_s=params["trip_gap_s"]))
-        del reads, pres, pres_all, pos
+        del reads, blk, visits, pos
     stats = _write(conn, dims.store_id, from_us, to_us, heat_from, heat_to, params, vis_parts, trip_parts,
                    heat_parts if with_heatmap else None, non_customer,
                    {"reads": n_reads, "reads_in_range_with_margin": n_total, "blocks": n_blocks,
@@ -278,7 +271,7 @@ def analyze(conn: psycopg.Connection, store: str, from_us: int, to_us: int, sett
 
 
 def _tstz(us: np.ndarray) -> list[datetime]:
-    return [_EPOCH + timedelta(microseconds=u) for u in np.asarray(us, np.int64).tolist()]
+    return [UNIX_EPOCH + timedelta(microseconds=u) for u in np.asarray(us, np.int64).tolist()]
 
 
 def _write(conn: psycopg.Connection, store_id: int, from_us: int, to_us: int, heat_from: int, heat_to: int,

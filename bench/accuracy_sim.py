@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/accuracy_sim.py [--shoppers N] [--hours H] [--seed S]
 
-Runs the same pipeline as the analyze job (fit presence model -> decode -> visits -> boundaries
-refined with the position estimates, :mod:`analytics.refine`; `--no-refine` skips that) on a
+Runs the analyze job's pipeline (fit presence model, then :func:`analytics.pipeline.analyze_block`:
+decode -> visits -> boundaries refined with the position estimates; `--no-refine` skips that) on a
 simulation and prints, per store and scenario: visit precision/recall/F1 (same tag, same zone,
 overlap/union >= 0.5, pass-bys excluded on both sides), the median relative dwell error of matched
 visits and the per-counter visitors error.
@@ -18,17 +18,15 @@ import numpy as np
 
 from analytics.accuracy import VisitAccuracy, visit_accuracy
 from analytics.data import zone_map
-from analytics.positions import estimate_positions
-from analytics.presence import fit_presence_model, zone_presence
-from analytics.refine import refine_visits, zone_masks
-from analytics.visits import visits_from_presence
+from analytics.pipeline import analyze_block
+from analytics.presence import fit_presence_model
 from storeflow.settings import store_params
 
 
 def evaluate(store: str, scenario: str, shoppers: int, hours: float, seed: int,
              refine: bool = True) -> tuple[VisitAccuracy, dict]:
-    """Simulate, run presence + visits (+ the refinement with positions, as the analyze job does),
-    compare with the truth."""
+    """Simulate, run the analyze job's pipeline (:func:`analytics.pipeline.analyze_block`: presence +
+    visits, + the refinement with positions unless ``refine`` is False), compare with the truth."""
     from simulators import sample_layout_path, simulate
     from storeflow.layout import load_layout
 
@@ -42,19 +40,10 @@ def evaluate(store: str, scenario: str, shoppers: int, hours: float, seed: int,
     t0 = time.perf_counter()
     model = fit_presence_model(reads, am, zm, segment_gap_s=params["trip_gap_s"])
     t_fit = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    pres = zone_presence(reads, model, am, segment_gap_s=params["trip_gap_s"]).zones_only()
-    v = visits_from_presence(pres.tag, pres.zone, pres.start_us, pres.end_us,
-                             gap_s=params["gap_s"], min_dwell_s=params["min_dwell_s"])
-    t_dec = time.perf_counter() - t0
     customer = sim.truth.customer
+    blk = analyze_block(reads, am, layout, zm, params, model, customer[reads.tag], refine=refine)
+    v = blk.visits
     counter = np.array([k == "counter" for k in zm.kind])
-    t_ref = 0.0
-    if refine:
-        t0 = time.perf_counter()
-        pos = estimate_positions(reads, am, layout, tags=np.flatnonzero(customer))
-        v = refine_visits(v, pos, zone_masks(layout.zones), min_dwell_s=params["min_dwell_s"], zones=counter)
-        t_ref = time.perf_counter() - t0
     keep = counter[v.zone] & ~v.passby & customer[v.tag]
     tv = sim.truth.visits
     tv = tv[~tv["passby"]]
@@ -62,8 +51,8 @@ def evaluate(store: str, scenario: str, shoppers: int, hours: float, seed: int,
     t_zone = np.array([code[z] for z in tv["zone"]], np.int64)
     acc = visit_accuracy(tv["tag"], t_zone, tv["start_us"], tv["end_us"],
                          v.tag[keep], v.zone[keep], v.start_us[keep], v.end_us[keep])
-    return acc, {"reads": len(reads), "sim_s": t_sim, "fit_s": t_fit, "decode_visits_s": t_dec, "positions_refine_s": t_ref,
-                 "states": model.n_states, "antennas": len(am)}
+    return acc, {"reads": len(reads), "sim_s": t_sim, "fit_s": t_fit, "decode_visits_s": blk.decode_visits_s,
+                 "positions_refine_s": blk.positions_refine_s, "states": model.n_states, "antennas": len(am)}
 
 
 def main() -> None:
