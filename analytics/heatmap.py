@@ -112,7 +112,7 @@ def _allowed(c, zr, walk, in_zone, any_zone):  # pragma: no cover - jit
 
 @njit(**_NJIT)
 def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us, bucket_us, b0, cell_m,
-                   nx, ny, cell_off, n_cells, walk, blocked_cum, cum_off, row_zone, in_zone, any_zone,
+                   nx, ny, cell_off, n_cells, walk, blocked_cum, cum_off, row_zone, in_zone, any_zone, zone_box,
                    grid):  # pragma: no cover - jit
     """Like :func:`_bin_kernel` (dense), but each row's seconds are shared over the cells by the mass of a
     Gaussian (sigma = sqrt(var_m2), per axis, cut at ``_CUT_SIGMAS`` sigma) in each cell, over walkable cells only.
@@ -123,12 +123,15 @@ def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us
     tenth of a cell, or whose Gaussian lies on unwalkable cells only, go to the cell holding the
     point. Bucket slots outside ``grid`` are skipped (the caller chunks buckets). ``blocked_cum``: per
     floor (from ``cum_off``) the 2-D prefix sums of unwalkable cells, so that a box without any (and no
-    zone constraint) skips the per-cell checks.
+    zone constraint) skips the per-cell checks. ``zone_box``: per zone (floor index, ix0, ix1, iy0, iy1)
+    of its cells' bounding box, so that a row in a zone only visits the part of its box that can hold
+    zone cells.
     """
     n_slots = grid.shape[0]
     wx = np.empty(64)
     wy = np.empty(64)
     eb = np.empty(65)
+    wb = np.zeros(64 * 64)  # the row's cell weights (0 where not allowed), [(i - i0) * 64 + (j - j0)]
     for r in range(ts_us.shape[0]):
         if not use[r]:
             continue
@@ -147,6 +150,11 @@ def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us
         i1 = px
         j0 = py
         j1 = py
+        # the cells visited ([a0, a1] x [c0, c1], inside the box) and weighted into wb
+        a0 = 0
+        a1 = -1
+        c0 = 0
+        c1 = -1
         tot = 0.0
         open_box = False
         if sig >= 0.1 * cell_m:
@@ -184,19 +192,38 @@ def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us
                     if tot > 0.0 or zr == -2:
                         break
                     zr = -2  # the zone and the position disagree: trust the position
-                for i in range(i0, i1 + 1):
-                    for j in range(j0, j1 + 1):
-                        c = cell_off[f] + i * ny[f] + j
-                        if _allowed(c, zr, walk, in_zone, any_zone):
-                            tot += wx[i - i0] * wy[j - j0]
+                a0 = i0
+                a1 = i1
+                c0 = j0
+                c1 = j1
+                if zr >= 0:
+                    if zone_box[zr, 0] == f:
+                        a0 = max(i0, zone_box[zr, 1])
+                        a1 = min(i1, zone_box[zr, 2])
+                        c0 = max(j0, zone_box[zr, 3])
+                        c1 = min(j1, zone_box[zr, 4])
+                    else:
+                        a1 = a0 - 1
+                for i in range(a0, a1 + 1):
+                    cr = cell_off[f] + i * ny[f]
+                    wr = (i - i0) * 64 - j0
+                    for j in range(c0, c1 + 1):
+                        w = 0.0
+                        if _allowed(cr + j, zr, walk, in_zone, any_zone):
+                            w = wx[i - i0] * wy[j - j0]
+                            tot += w
+                        wb[wr + j] = w
         if tot <= 0.0:  # a point (or nothing walkable around it): the cell holding it
             open_box = False
             i0 = px
-            i1 = px
             j0 = py
-            j1 = py
+            a0 = px
+            a1 = px
+            c0 = py
+            c1 = py
             wx[0] = 1.0
             wy[0] = 1.0
+            wb[0] = 1.0
             tot = 1.0
         while t0 < t1:
             bk = t0 // bucket_us
@@ -207,26 +234,28 @@ def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us
                 if open_box:
                     nj = j1 - j0 + 1
                     for i in range(i0, i1 + 1):
-                        c0 = base + cell_off[f] + i * ny[f] + j0
+                        g0 = base + cell_off[f] + i * ny[f] + j0
                         si = sec * wx[i - i0]
                         # a view from index 0: numba drops its negative-index wraparound, LLVM vectorizes
-                        col = grid[c0:c0 + nj]
+                        col = grid[g0:g0 + nj]
                         for jj in range(nj):
                             col[jj] += si * wy[jj]
-                    t0 = e
-                    continue
-                for i in range(i0, i1 + 1):
-                    for j in range(j0, j1 + 1):
-                        c = cell_off[f] + i * ny[f] + j
-                        if (i0 == i1 and j0 == j1) or _allowed(c, zr, walk, in_zone, any_zone):
-                            grid[base + c] += sec * wx[i - i0] * wy[j - j0]
+                else:
+                    nj = c1 - c0 + 1
+                    for i in range(a0, a1 + 1):
+                        g0 = base + cell_off[f] + i * ny[f] + c0
+                        w0 = (i - i0) * 64 + (c0 - j0)
+                        col = grid[g0:g0 + nj]
+                        wrow = wb[w0:w0 + nj]
+                        for jj in range(nj):
+                            col[jj] += sec * wrow[jj]
             t0 = e
 
 
 @njit(**_NJIT_PARALLEL)
 def _spread_parallel(bounds, ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us, bucket_us, b0, cell_m,
                      nx, ny, cell_off, n_cells, walk, blocked_cum, cum_off, row_zone, in_zone, any_zone,
-                     grids):  # pragma: no cover - jit
+                     zone_box, grids):  # pragma: no cover - jit
     """:func:`_spread_kernel` over row chunks ``[bounds[k], bounds[k + 1])`` in parallel, chunk k into
     ``grids[k]`` (the caller sums them)."""
     for k in numba.prange(bounds.shape[0] - 1):
@@ -234,7 +263,7 @@ def _spread_parallel(bounds, ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from
         b = bounds[k + 1]
         _spread_kernel(ts_us[a:b], fl_idx[a:b], x_m[a:b], y_m[a:b], var_m2[a:b], use[a:b], step_us, from_us,
                        to_us, bucket_us, b0, cell_m, nx, ny, cell_off, n_cells, walk, blocked_cum, cum_off,
-                       row_zone[a:b], in_zone, any_zone, grids[k])
+                       row_zone[a:b], in_zone, any_zone, zone_box, grids[k])
 
 
 #: Rows below which the spread runs on one thread (a grid per thread is not worth it).
@@ -295,6 +324,20 @@ def _blocked_prefix(walk: np.ndarray, nx: np.ndarray, ny: np.ndarray) -> tuple[n
     return (np.concatenate(parts) if parts else np.zeros(0, np.int64)), np.array(offs, np.int64)
 
 
+def _zone_boxes(in_zone: np.ndarray, cell_off: np.ndarray, ny: np.ndarray) -> np.ndarray:
+    """Per zone row of ``in_zone``: (floor index, ix0, ix1, iy0, iy1) of its cells; floor -1 when it has none."""
+    out = np.full((in_zone.shape[0], 5), -1, np.int64)
+    for z in range(in_zone.shape[0]):
+        c = np.flatnonzero(in_zone[z])
+        if len(c) == 0:
+            continue
+        f = int(np.searchsorted(cell_off, c[0], side="right") - 1)
+        c = c[c < cell_off[f + 1]] - cell_off[f]  # a zone lies on one floor; keep its first floor's cells
+        ix, iy = c // ny[f], c % ny[f]
+        out[z] = (f, ix.min(), ix.max(), iy.min(), iy.max())
+    return out
+
+
 def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, to_us: int,
                   bucket_s: int = 3600, customer_tags: np.ndarray | None = None,
                   spread: bool = False, row_zone: np.ndarray | None = None,
@@ -350,6 +393,7 @@ def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, t
         pz = np.zeros(0, np.int64) if presence_zones is None else np.asarray(presence_zones, np.int64)
         any_zone = in_zone[pz].any(0) if len(pz) and row_zone is not None else np.zeros(n_cells, np.bool_)
         blocked_cum, cum_off = _blocked_prefix(walk, nx, ny)
+        zone_box = _zone_boxes(in_zone, cell_off, ny)
         per = max(1, _DENSE_MAX // max(n_cells, 1))  # buckets per dense chunk
         flats, valss = [], []
         for c0 in range(0, n_buckets, per):
@@ -361,7 +405,7 @@ def bin_positions(pos: Positions, layout: Layout, cell_m: float, from_us: int, t
             bounds = np.linspace(0, len(pos), n_par + 1).astype(np.int64)
             _spread_parallel(bounds, pos.ts_us, fl_idx, pos.x_m, pos.y_m, pos.var_m2, use, step_us, lo, hi,
                              bucket_us, b0 + c0, float(cell_m), nx, ny, cell_off, n_cells, walk, blocked_cum,
-                             cum_off, rz, in_zone, any_zone, grids)
+                             cum_off, rz, in_zone, any_zone, zone_box, grids)
             grid = grids[0] if n_par == 1 else grids.sum(0)
             nzf = np.flatnonzero(grid > 0)
             flats.append(nzf + c0 * n_cells)
