@@ -28,10 +28,10 @@ from analytics.pipeline import analyze_block
 from analytics.positions import PathLossModel, RangeModel, fit_path_loss, fit_range_model
 from analytics.presence import PresenceModel, fit_presence_model
 from analytics.refine import zone_masks
-from analytics.rollups import PG_EPOCH_US, rebuild_visit_rollups
 from analytics.rollups import from_unix_us as _dt
+from analytics.rollups import rebuild_visit_rollups
 from analytics.trips import paths_from_visits, trips_from_reads
-from storeflow.contract import UNIX_EPOCH, BadInput
+from storeflow.contract import PG_EPOCH_US, UNIX_EPOCH, BadInput
 from storeflow.settings import Settings, get_settings, store_params
 from storeflow.store import load_store_dims
 

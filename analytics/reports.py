@@ -37,8 +37,8 @@ import numpy as np
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from analytics.rollups import PG_EPOCH_US, VisitColumns, fetch_arrays, from_unix_us, load_visit_columns
-from storeflow.contract import BadInput
+from analytics.rollups import VisitColumns, fetch_arrays, from_unix_us, load_visit_columns
+from storeflow.contract import PG_EPOCH_US, BadInput
 from storeflow.settings import store_params
 
 __all__ = [
@@ -786,7 +786,7 @@ def visit_rows(conn: psycopg.Connection, store: str, start: datetime, end: datet
     Member-level data: only for roles allowed to see it."""
     info = store_info(conn, store)
     period = Period(start, end)
-    sql = f"""
+    sql = """
         SELECT t.epc, t.member, z.zone, v.start_ts, v.end_ts, v.dwell_s::float8
         FROM visits v JOIN tags t ON t.tag_id = v.tag_id JOIN zones z ON z.zone_id = v.zone_id
         WHERE v.store_id = %(sid)s AND v.start_ts >= %(start)s AND v.start_ts < %(end)s
@@ -809,7 +809,7 @@ def top_paths(conn: psycopg.Connection, store: str, start: datetime, end: dateti
         raise BadInput(f"--top {top} must be at least 1")
     info = store_info(conn, store)
     period = Period(start, end)
-    sql = f"""
+    sql = """
         SELECT tr.path, count(*) FROM trips tr
         WHERE tr.store_id = %(sid)s AND tr.start_ts >= %(start)s AND tr.start_ts < %(end)s
           AND tr.customer AND cardinality(tr.path) > 0

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,12 +32,11 @@ import psycopg
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
-__all__ = ["VisitColumns", "load_visit_columns", "rebuild_visit_rollups", "covered_days", "fetch_arrays",
-           "local_day_hour", "from_unix_us", "PG_EPOCH_US"]
+from storeflow.contract import PG_EPOCH_US, UNIX_EPOCH
 
-#: PostgreSQL timestamps count microseconds from 2000-01-01 UTC.
-PG_EPOCH_US = 946_684_800 * 1_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+__all__ = ["VisitColumns", "load_visit_columns", "rebuild_visit_rollups", "covered_days", "fetch_arrays",
+           "local_day_hour", "from_unix_us"]
+
 
 # One row per (local day, counter, pass-by flag); the vectors are aligned (one element per visit):
 # every string_agg of a group sees the rows in the same order, so no ORDER BY is needed.
@@ -299,10 +298,10 @@ def load_visit_columns(conn: psycopg.Connection, store_id: int, tz: str, start: 
 
 def from_unix_us(us: int) -> datetime:
     """Unix µs -> aware UTC datetime (exact)."""
-    return _EPOCH + timedelta(microseconds=int(us))
+    return UNIX_EPOCH + timedelta(microseconds=int(us))
 
 
 def _us(dt: datetime) -> int:
     """Aware datetime -> Unix µs (exact)."""
-    delta = dt - _EPOCH
+    delta = dt - UNIX_EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
