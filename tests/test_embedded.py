@@ -66,3 +66,26 @@ def test_embedded_start_import_query_stop_restart(data_dir: Path, mini_layout_pa
         conn.commit()
         again = import_file(conn, "reads", reads, "mini-store")
         assert again.imported == 0 and again.blocks_skipped == 1
+
+
+def test_db_stop_command_stops_the_server_without_noise(data_dir: Path) -> None:
+    """As a user runs them: `storeflow db status` starts the server and exits, `storeflow db stop`
+    stops it: exit 0, one line out, nothing on stderr (no traceback from the wheel's exit hook)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "STOREFLOW_DATA_DIR": str(data_dir)}
+    env.pop("STOREFLOW_DATABASE_URL", None)
+
+    def storeflow(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "storeflow.cli", *args], env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    assert storeflow("db", "status").returncode == 0
+    assert (data_dir / "pgdata" / "postmaster.pid").exists()
+    done = storeflow("db", "stop")
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "embedded PostgreSQL stopped", "")
+    assert not (data_dir / "pgdata" / "postmaster.pid").exists()
+    again = storeflow("db", "stop")
+    assert (again.returncode, again.stderr) == (0, "")
+    assert again.stdout.startswith("no embedded PostgreSQL running")
