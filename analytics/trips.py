@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from analytics.config import NJIT, NJIT_PARALLEL
-from analytics.visits import Visits, stage_offsets, tag_blocks
+from analytics.visits import Visits, output_offsets, stage_offsets, tag_blocks
 
 __all__ = ["Trips", "Paths", "trips_from_reads", "paths_from_visits", "transition_matrix", "top_paths",
            "first_counter_after_entrance"]
@@ -102,13 +102,7 @@ def _trips_kernel(tag, ts_us, gap_us, bounds):
         counts[b] = c
         resume[b] = r
         bad[b] = bd
-    first_bad = -1
-    off = np.zeros(nb + 1, np.int64)
-    for b in range(nb):
-        if bad[b] >= 0:
-            first_bad = bad[b]
-            break
-        off[b + 1] = off[b] + counts[b]
+    off, first_bad = output_offsets(counts, bad)
     n = off[nb] if first_bad < 0 else 0
     t_tag = np.empty(n, np.int32)
     t_start = np.empty(n, np.int64)

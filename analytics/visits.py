@@ -74,6 +74,19 @@ def stage_offsets(bounds: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(**NJIT)
+def output_offsets(counts: np.ndarray, bad: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each block's offset in the output of a two-pass kernel from its output count, and the first
+    bad row of the first block that has one (-1: none; the offsets after it are left 0)."""
+    nb = counts.shape[0]
+    off = np.zeros(nb + 1, np.int64)
+    for b in range(nb):
+        if bad[b] >= 0:
+            return off, bad[b]
+        off[b + 1] = off[b] + counts[b]
+    return off, -1
+
+
+@numba.njit(**NJIT)
 def _visit_runs(tag, zone, start_us, end_us, gap_us, lo, hi, v_tag, v_zone, v_start, v_end, j0, cap):
     """Visits of rows ``lo:hi`` (``lo`` starts a tag or a visit); the first ``cap`` go to ``v_*[j0:]``.
 
@@ -143,13 +156,7 @@ def _visits_kernel(tag, zone, start_us, end_us, gap_us, bounds):
         counts[b] = c
         resume[b] = r
         bad[b] = bd
-    first_bad = -1
-    off = np.zeros(nb + 1, np.int64)
-    for b in range(nb):
-        if bad[b] >= 0:
-            first_bad = bad[b]
-            break
-        off[b + 1] = off[b] + counts[b]
+    off, first_bad = output_offsets(counts, bad)
     n = off[nb] if first_bad < 0 else 0
     v_tag = np.empty(n, np.int32)
     v_zone = np.empty(n, np.int32)
