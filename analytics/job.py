@@ -255,7 +255,7 @@ def analyze(conn: psycopg.Connection, store: str, from_us: int, to_us: int, sett
             from analytics.heatmap import compute_heatmap
 
             heat_parts.append(compute_heatmap(reads, am, layout, customer_read, params["cell_m"],
-                                              heat_from, heat_to, presence=blk.presence, positions=pos,
+                                              heat_from, heat_to, presence=blk.heat_presence, positions=pos,
                                               trip_gap_s=params["trip_gap_s"]))
         del reads, blk, visits, pos
     stats = _write(conn, dims.store_id, from_us, to_us, heat_from, heat_to, params, vis_parts, trip_parts,

@@ -16,7 +16,7 @@ import numpy as np
 from analytics.data import AntennaMap, Reads, ZoneMap
 from analytics.positions import PathLossModel, Positions, RangeModel, estimate_positions
 from analytics.presence import Presence, PresenceModel, zone_presence
-from analytics.refine import ZoneMasks, refine_visits, zone_masks
+from analytics.refine import ZoneMasks, presence_in_visits, refine_visits, zone_masks
 from analytics.visits import Visits, visits_from_presence
 from storeflow.layout import Layout
 
@@ -28,6 +28,7 @@ class BlockResult:
     """What :func:`analyze_block` computed for one block of reads."""
 
     presence: Presence            # all spans, zone -1 (placed nowhere) included
+    heat_presence: Presence       # the same with counter spans cut to the refined visits (for the heatmap)
     visits: Visits                # every zone's visits; counter visits refined when positions exist
     positions: Positions | None   # customers' positions; None without customer reads or refine=False
     decode_visits_s: float        # wall seconds: presence decode + visits
@@ -46,7 +47,9 @@ def analyze_block(reads: Reads, antennas: AntennaMap, layout: Layout, zones: Zon
     (with ``position_models`` = (path loss, range) when given, else models fitted on ``reads``) and
     the counter visits' boundaries refined with them (:mod:`analytics.refine`). ``masks``: the
     zones' :func:`~analytics.refine.zone_masks` (computed when None). ``refine=False``: no positions,
-    visits as decoded.
+    visits as decoded. ``heat_presence``: the presence spans for the heatmap, counter spans kept only
+    within the refined visits (:func:`~analytics.refine.presence_in_visits`), so that the heatmap's
+    counter time agrees with the visits' dwell.
     """
     customer_read = np.asarray(customer_read, bool)
     if customer_read.shape != (len(reads),):
@@ -58,6 +61,7 @@ def analyze_block(reads: Reads, antennas: AntennaMap, layout: Layout, zones: Zon
                                   gap_s=params["gap_s"], min_dwell_s=params["min_dwell_s"])
     t1 = time.perf_counter()
     pos = None
+    heat_presence = pres_all
     cust_tags = np.unique(reads.tag[customer_read]) if refine else np.zeros(0, np.int32)
     if len(cust_tags):
         pl, rm = position_models if position_models is not None else (None, None)
@@ -65,4 +69,5 @@ def analyze_block(reads: Reads, antennas: AntennaMap, layout: Layout, zones: Zon
         counter = np.array([k == "counter" for k in zones.kind])
         visits = refine_visits(visits, pos, masks if masks is not None else zone_masks(layout.zones),
                                min_dwell_s=params["min_dwell_s"], zones=counter)
-    return BlockResult(pres_all, visits, pos, t1 - t0, time.perf_counter() - t1)
+        heat_presence = presence_in_visits(pres_all, visits, counter)
+    return BlockResult(pres_all, heat_presence, visits, pos, t1 - t0, time.perf_counter() - t1)

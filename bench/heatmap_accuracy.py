@@ -6,8 +6,9 @@
 Per store, scenario and floor, Pearson r on 1 m cells between the true customer occupancy
 (tag-seconds per cell from the simulator's true positions) and
 
-* ``r``: :func:`analytics.heatmap.compute_heatmap` as the analyze job runs it (positions spread by
-  their posterior, presence spans keeping zone time in the zone, floor-change transit);
+* ``r``: :func:`analytics.heatmap.compute_heatmap` as the analyze job runs it
+  (:func:`analytics.pipeline.analyze_block`'s positions spread by their posterior, its presence
+  spans, counter spans cut to the refined visits, keeping zone time in the zone, floor-change transit);
 * ``r no presence``: the same without the presence spans.
 
 and two ceilings computed from the truth itself:
@@ -34,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analytics.data import zone_map  # noqa: E402
 from analytics.heatmap import compute_heatmap, zone_cells  # noqa: E402
-from analytics.presence import fit_presence_model, zone_presence  # noqa: E402
+from analytics.pipeline import analyze_block  # noqa: E402
+from analytics.presence import fit_presence_model  # noqa: E402
 from storeflow.settings import store_params  # noqa: E402
 
 
@@ -69,11 +71,11 @@ def evaluate(store: str, scenario: str, shoppers: int, hours: float, seed: int) 
     params = store_params(layout.settings)
     t0 = time.process_time()
     model = fit_presence_model(reads, am, zm, segment_gap_s=params["trip_gap_s"])
-    pres = zone_presence(reads, model, am, segment_gap_s=params["trip_gap_s"])
-    heat = compute_heatmap(reads, am, layout, customer, 1.0, sim.start_us, sim.end_us, presence=pres,
-                           trip_gap_s=params["trip_gap_s"])
+    blk = analyze_block(reads, am, layout, zm, params, model, customer)  # as the analyze job runs it
+    heat = compute_heatmap(reads, am, layout, customer, 1.0, sim.start_us, sim.end_us, presence=blk.heat_presence,
+                           positions=blk.positions, trip_gap_s=params["trip_gap_s"])
     cpu = time.process_time() - t0
-    plain = compute_heatmap(reads, am, layout, customer, 1.0, sim.start_us, sim.end_us,
+    plain = compute_heatmap(reads, am, layout, customer, 1.0, sim.start_us, sim.end_us, positions=blk.positions,
                             trip_gap_s=params["trip_gap_s"])
     cells = zone_cells(layout, 1.0)
     spread_kinds = ("counter", "checkout")
@@ -97,7 +99,8 @@ def evaluate(store: str, scenario: str, shoppers: int, hours: float, seed: int) 
               f"ceilings: zone-uniform {_r(true, uniform):.3f}, 1 m blur {_r(true, _blur(true, 1.0)):.3f} | "
               f"time in zones true {true.ravel()[in_zone].sum() / true.sum():.0%} est {est.ravel()[in_zone].sum() / est.sum():.0%}, "
               f"zone totals r {_r(t_tot, e_tot):.3f}, floor total est/true {est.sum() / true.sum():.2f}", flush=True)
-    print(f"{store:10s} {scenario:4s} ({len(reads):,} reads): presence + heatmap {cpu:.1f} s CPU", flush=True)
+    print(f"{store:10s} {scenario:4s} ({len(reads):,} reads): presence, visits, positions, refine + heatmap "
+          f"{cpu:.1f} s CPU", flush=True)
 
 
 def main() -> None:

@@ -214,3 +214,17 @@ def refine_naive(visits: list[tuple], rows: list[tuple], zones: list[tuple], ste
         ns, ne = max(s, min(good)), min(e, max(good) + step_us)
         out.append((t, z, ns, ne, (ne - ns) / 1e6, (ne - ns) / 1e6 < min_dwell_s))
     return out, masses
+
+
+def presence_in_visits_naive(spans: list[tuple], visits: list[tuple], clip: list[bool]) -> list[tuple]:
+    """Spans (tag, zone, start, end): a span whose zone has ``clip`` set becomes its overlaps with the
+    visits (tag, zone, start, end) of the same tag and zone, in time order; the others stay."""
+    out = []
+    for t, z, s, e in spans:
+        if z < 0 or not clip[z]:
+            out.append((t, z, s, e))
+            continue
+        for vt, vz, vs, ve in sorted(visits, key=lambda v: v[2]):
+            if vt == t and vz == z and max(s, vs) < min(e, ve):
+                out.append((t, z, max(s, vs), min(e, ve)))
+    return out

@@ -8,10 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import analytics.heatmap as hm
-from analytics.heatmap import HEAT_DTYPE, bin_positions, compute_heatmap
 from analytics.data import zone_map
+from analytics.heatmap import HEAT_DTYPE, bin_positions, compute_heatmap
+from analytics.pipeline import analyze_block
 from analytics.positions import PathLossModel, Positions, estimate_positions
-from analytics.presence import fit_presence_model, zone_presence
+from analytics.presence import fit_presence_model
 from storeflow.settings import store_params
 from tests.naive_positions import naive_heatmap, naive_spread_heatmap, synthetic_layout, synthetic_reads
 
@@ -161,12 +162,13 @@ def _truth_accuracy(store: str, scenario: str) -> tuple[list[float], float]:
     sim = simulate(layout, shoppers=100, hours=1, seed=7, scenario=scenario)
     reads, am = sim.reads()
     customer = sim.truth.customer[reads.tag]
-    # as the analyze job makes it: with the zone presence spans and the store's trip gap
-    gap_s = store_params(layout.settings)["trip_gap_s"]
-    pres = zone_presence(reads, fit_presence_model(reads, am, zone_map(layout), segment_gap_s=gap_s), am,
-                         segment_gap_s=gap_s)
-    heat = compute_heatmap(reads, am, layout, customer, 1.0, sim.start_us, sim.end_us, presence=pres,
-                           trip_gap_s=gap_s)
+    # as the analyze job makes it: its block pipeline's positions and presence spans, the store's trip gap
+    params = store_params(layout.settings)
+    zm = zone_map(layout)
+    blk = analyze_block(reads, am, layout, zm, params,
+                        fit_presence_model(reads, am, zm, segment_gap_s=params["trip_gap_s"]), customer)
+    heat = compute_heatmap(reads, am, layout, customer, 1.0, sim.start_us, sim.end_us, presence=blk.heat_presence,
+                           positions=blk.positions, trip_gap_s=params["trip_gap_s"])
     rs = []
     for f in layout.floors:
         true = sim.truth.heatmap(f.floor, 1.0)
@@ -175,7 +177,7 @@ def _truth_accuracy(store: str, scenario: str) -> tuple[list[float], float]:
         np.add.at(est, (h["ix"], h["iy"]), h["seconds"])
         rs.append(float(np.corrcoef(true.ravel(), est.ravel())[0, 1]))
     # median position error (metres) of customer positions against the true position mid-step
-    pos = estimate_positions(reads, am, layout, tags=np.flatnonzero(sim.truth.customer))
+    pos = blk.positions
     tp = sim.truth.positions
     key_t = tp["tag"].astype(np.int64) * 10**14 + (tp["ts_us"] - sim.start_us)
     key_p = pos.tag.astype(np.int64) * 10**14 + (pos.ts_us + int(pos.step_s * 5e5) - sim.start_us)
@@ -194,8 +196,8 @@ def _below_bar(store: str, scenario: str, measured: str) -> pytest.param:  # typ
 
 @pytest.mark.slow
 @pytest.mark.parametrize("store, scenario", [
-    _below_bar("boutique", "easy", "r 0.72, median position error 1.80 m"),
-    _below_bar("boutique", "hard", "r 0.64, median position error 2.08 m"),
+    _below_bar("boutique", "easy", "r 0.73, median position error 1.80 m"),
+    _below_bar("boutique", "hard", "r 0.65, median position error 2.08 m"),
     _below_bar("department", "easy", "r per floor 0.46 / 0.47, median position error 2.35 m"),
     _below_bar("department", "hard", "r per floor 0.47 / 0.35, median position error 2.75 m"),
 ])

@@ -6,12 +6,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from analytics.positions import Positions, PathLossModel
-from analytics.refine import refine_visits, zone_masks
+from analytics.positions import PathLossModel, Positions
+from analytics.presence import Presence
+from analytics.refine import presence_in_visits, refine_visits, zone_masks
 from analytics.visits import Visits
-from tests.naive import refine_naive, zone_mass_naive
+from tests.naive import presence_in_visits_naive, refine_naive, zone_mass_naive
 
 S = 1_000_000
 T0 = 1_700_000_000 * S
@@ -142,3 +144,48 @@ def test_refinement_improves_accuracy_against_truth(store, scenario):
           f"{plain.dwell_rel_err_median:.3f} -> {refined.dwell_rel_err_median:.3f}")
     assert refined.f1 > plain.f1
     assert refined.dwell_rel_err_median < plain.dwell_rel_err_median
+
+
+@st.composite
+def spans_and_visits(draw):
+    """Per tag, non-overlapping presence spans (zones -1..3) and non-overlapping visits, both in time
+    order, at whole and half seconds so that ends touch and overlaps are partial."""
+    spans, visits = [], []
+    for tag in draw(st.lists(st.integers(0, 5), max_size=3, unique=True).map(sorted)):
+        for rows in (spans, visits):
+            t = T0 + draw(st.integers(0, 10)) * S // 2
+            for _ in range(draw(st.integers(0, 6))):
+                s = t + draw(st.integers(0, 8)) * S // 2
+                e = s + draw(st.integers(1, 30)) * S // 2
+                rows.append((tag, draw(st.integers(-1 if rows is spans else 0, 3)), s, e))
+                t = e
+    return spans, visits
+
+
+@settings(max_examples=300, deadline=None)
+@given(spans_and_visits(), st.lists(st.booleans(), min_size=4, max_size=4))
+def test_presence_in_visits_matches_naive(data, clip):
+    spans, vrows = data
+    cols = [np.array([r[i] for r in spans], dt) for i, dt in enumerate((np.int32, np.int32, np.int64, np.int64))]
+    got = presence_in_visits(Presence(*cols), _visits(vrows), np.array(clip))
+    want = presence_in_visits_naive(spans, vrows, clip)
+    assert list(zip(got.tag.tolist(), got.zone.tolist(), got.start_us.tolist(), got.end_us.tolist())) == want
+    # the result is still sorted by (tag, start) without overlaps within a tag
+    order = np.lexsort((got.start_us, got.tag))
+    assert (order == np.arange(len(got))).all()
+    same = got.tag[1:] == got.tag[:-1]
+    assert (got.start_us[1:][same] >= got.end_us[:-1][same]).all()
+
+
+def test_presence_in_visits_cuts_a_counter_span_to_its_refined_visit():
+    # tag 7 decoded at counter 1 for 0-30 s (visit refined to 8-21 s) then in the aisle, at zone 2
+    # (not clipped) 40-50 s; tag 8 at counter 1 with no visit left (dropped by refinement)
+    spans = Presence(np.array([7, 7, 7, 8], np.int32), np.array([1, -1, 2, 1], np.int32),
+                     np.array([0, 30, 40, 0], np.int64) * S + T0, np.array([30, 40, 50, 20], np.int64) * S + T0)
+    got = presence_in_visits(spans, _visits([(7, 1, T0 + 8 * S, T0 + 21 * S)]), np.array([False, True, False]))
+    assert got.tag.tolist() == [7, 7, 7]
+    assert got.zone.tolist() == [1, -1, 2]
+    assert ((got.start_us - T0) // S).tolist() == [8, 30, 40]
+    assert ((got.end_us - T0) // S).tolist() == [21, 40, 50]
+    with pytest.raises(ValueError, match="presence.zone"):
+        presence_in_visits(spans, _visits([]), np.array([True]))
