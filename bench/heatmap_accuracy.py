@@ -19,7 +19,8 @@ and two ceilings computed from the truth itself:
 * ``1 m blur``: r between the truth and the truth blurred by a Gaussian of 1 m (what positions
   accurate to ~1 m would reach at best).
 
-Also the share of true and estimated time inside zones and the correlation of per-zone totals.
+Also the share of true and estimated time inside zones and the correlation of per-zone totals (all
+zones, and counters only with their estimated/true time).
 """
 
 from __future__ import annotations
@@ -95,10 +96,13 @@ def evaluate(store: str, scenario: str, shoppers: int, hours: float, seed: int) 
         zones = [zi for zi in range(len(layout.zones)) if zc[zi].any()]
         t_tot = np.array([true.ravel()[zc[zi]].sum() for zi in zones])
         e_tot = np.array([est.ravel()[zc[zi]].sum() for zi in zones])
+        is_ctr = np.array([layout.zones[zi].kind == "counter" for zi in zones], bool)
         print(f"{store:10s} {scenario:4s} floor {f.floor}: r {_r(true, est):.3f} (no presence {_r(true, est_plain):.3f}) | "
               f"ceilings: zone-uniform {_r(true, uniform):.3f}, 1 m blur {_r(true, _blur(true, 1.0)):.3f} | "
               f"time in zones true {true.ravel()[in_zone].sum() / true.sum():.0%} est {est.ravel()[in_zone].sum() / est.sum():.0%}, "
-              f"zone totals r {_r(t_tot, e_tot):.3f}, floor total est/true {est.sum() / true.sum():.2f}", flush=True)
+              f"zone totals r {_r(t_tot, e_tot):.3f} (counters {_r(t_tot[is_ctr], e_tot[is_ctr]):.3f}, "
+              f"est/true {e_tot[is_ctr].sum() / t_tot[is_ctr].sum():.2f}), floor total est/true {est.sum() / true.sum():.2f}",
+              flush=True)
     print(f"{store:10s} {scenario:4s} ({len(reads):,} reads): presence, visits, positions, refine + heatmap "
           f"{cpu:.1f} s CPU", flush=True)
 
