@@ -16,10 +16,17 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings as hypothesis_settings
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from storeflow.db import migrate
 from storeflow.settings import Settings
+
+# Property tests draw a fixed example set per test by default, so that the README's test command (and
+# CI) gives the same verdict on every run; HYPOTHESIS_PROFILE=explore draws fresh random examples.
+hypothesis_settings.register_profile("repeatable", derandomize=True)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 ADMIN_URL = os.environ.get("STOREFLOW_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 MQTT_HOSTPORT = os.environ.get("STOREFLOW_TEST_MQTT", "127.0.0.1:1883")
