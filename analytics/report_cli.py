@@ -121,7 +121,27 @@ def _run(args: argparse.Namespace, body: Callable[[Any, Any], Any]) -> int:
         info = reports.store_info(conn, args.store)
         period = reports.resolve_period(args.from_, args.to, info.timezone)
         body(conn, period)
+        _note_if_no_visits(conn, info, period)
     return 0
+
+
+def _note_if_no_visits(conn: Any, info: Any, period: Any) -> None:
+    """One line on stderr when the period holds no analysed visits: the dates that do (the default
+    period, yesterday, is easy to miss data with), or that the store has not been analysed."""
+    sid = info.store_id
+    if conn.execute("SELECT EXISTS (SELECT 1 FROM visits WHERE store_id = %s AND start_ts >= %s AND start_ts < %s)",
+                    (sid, period.start, period.end)).fetchone()[0]:
+        return
+    first, last = conn.execute("SELECT min(start_ts), max(start_ts) FROM visits WHERE store_id = %s",
+                               (sid,)).fetchone()
+    tz = info.tz
+    shown = f"{period.start.astimezone(tz):%Y-%m-%d %H:%M} to {period.end.astimezone(tz):%Y-%m-%d %H:%M}"
+    if first is None:
+        msg = f"no visits analysed for store {info.store} yet (storeflow analyze --store {info.store} ...)"
+    else:
+        msg = (f"no visits from {shown} ({info.timezone}); analysed visits run from "
+               f"{first.astimezone(tz):%Y-%m-%d} to {last.astimezone(tz):%Y-%m-%d}: pass --from/--to")
+    print(f"storeflow: note: {msg}", file=sys.stderr)
 
 
 def _cmd_counters(args: argparse.Namespace) -> int:

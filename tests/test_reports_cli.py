@@ -49,12 +49,25 @@ def test_counters_default_period_and_parquet(url: str, capsys: pytest.CaptureFix
     assert code == 0, err
     assert [(r["zone"], r["visitors"], r["conversion"]) for r in json.loads(out)] == [
         ("C01", 0, None), ("C02", 0, None), ("C03", 0, None)]
+    # ... and one line on stderr saying which dates hold visits
+    assert err.count("\n") == 1 and err.startswith("storeflow: note: no visits from ")
+    with psycopg.connect(url) as conn:
+        first, last = conn.execute(
+            "SELECT min(start_ts AT TIME ZONE s.timezone)::date, max(start_ts AT TIME ZONE s.timezone)::date "
+            "FROM visits v JOIN stores s USING (store_id) WHERE s.store = %s", (STORE,)).fetchone()
+    assert f"analysed visits run from {first} to {last}: pass --from/--to" in err
+    code, out, err = run(capsys, "report", "counters", "--store", STORE, *DAY, "--database-url", url)
+    assert (code, err) == (0, "")
     target = tmp_path / "c.parquet"
     code, _, err = run(capsys, "report", "counters", "--store", STORE, *DAY, "--by", "day", "--format", "parquet",
                        "-o", str(target), "--database-url", url)
     assert code == 0, err
     t = pq.read_table(target)
     assert t.column_names[:2] == ["day", "zone"] and t.column("visitors").to_pylist() == [3, 5, 0]
+    with psycopg.connect(url) as conn:
+        conn.execute("DELETE FROM visits")
+    code, out, err = run(capsys, "report", "paths", "--store", STORE, *DAY, "--database-url", url)
+    assert code == 0 and err.startswith(f"storeflow: note: no visits analysed for store {STORE} yet")
 
 
 def test_counters_csv_breakdown_and_compare(url: str, capsys: pytest.CaptureFixture[str]) -> None:
