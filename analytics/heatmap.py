@@ -221,8 +221,6 @@ def _spread_kernel(ts_us, fl_idx, x_m, y_m, var_m2, use, step_us, from_us, to_us
             a1 = px
             c0 = py
             c1 = py
-            wx[0] = 1.0
-            wy[0] = 1.0
             wb[0] = 1.0
             tot = 1.0
         while t0 < t1:
