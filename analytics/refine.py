@@ -11,6 +11,15 @@ the visit's zone polygon: the visit then runs from the first such step to the en
 with position rows but no such step is dropped (the tag was near the counter, not in it). A visit
 without any position row (positions are only estimated for customers) is kept as decoded.
 
+Pass-bys: a shopper who only clips a counter while walking along it is read strongly for as long
+as the approach lasts, and each step of the walk along the edge puts a good part of its posterior
+inside, so the cut visit still spans 11-24 s. Its expected time in the zone (the sum over the kept
+steps of the mass inside, times the step) says how much of that the tag actually spent inside: when
+it is under ``min_dwell_s`` the visit is a pass-by (SPEC section 3) lasting that expected time,
+centred on the mass-weighted mean time. Measured on 400 shoppers x 2 h (seeds 11 / 12), visit F1:
+department hard 0.871 / 0.814 -> 0.900 / 0.850, department easy 0.892 / 0.896 -> 0.901 / 0.905,
+boutique hard 0.867 / 0.884 -> 0.879 / 0.902, boutique easy 0.925 / 0.930 -> 0.924 / 0.935.
+
 Measured against simulator ground truth (400 shoppers x 2 h, seed 11, threshold 0.3): department
 hard visit F1 0.830 -> 0.870, boutique easy 0.902 -> 0.925; median dwell error halves (the decoded
 visits were ~8-11 s too long).
@@ -120,18 +129,29 @@ def _mass_in_zone(x, y, sd, z, zx0, zy0, znx, zny, zoff, mask, cell_m):  # pragm
 @numba.njit(**NJIT_PARALLEL)
 def _refine_kernel(v_zone, v_start, v_end, row_lo, row_hi, p_ts, p_floor, p_x, p_y, p_sd, step_us,
                    zfl, zx0, zy0, znx, zny, zoff, mask, cell_m, min_mass,
-                   out_start, out_end, out_keep):  # pragma: no cover - jit
+                   out_start, out_end, out_keep, out_in_s, out_mid):  # pragma: no cover - jit
     """Per visit: rows ``[row_lo, row_hi)`` of its tag (sorted by time); steps whose middle lies in the
-    visit count."""
+    visit count. ``out_in_s``: the posterior expected time in the zone over the kept steps (seconds,
+    -1 when the visit has no rows); ``out_mid``: its mass-weighted mean time (microseconds)."""
     half = step_us // 2
+    step_s = step_us / 1e6
     for i in numba.prange(v_zone.shape[0]):
         z = v_zone[i]
         out_start[i] = v_start[i]
         out_end[i] = v_end[i]
         out_keep[i] = True
+        out_in_s[i] = -1.0
+        out_mid[i] = 0
         first = -1
         last = -1
         seen = False
+        # running sums of mass and mass x time; their values before the first and at the last kept step
+        m_sum = 0.0
+        mt_sum = 0.0
+        m_first = 0.0
+        mt_first = 0.0
+        m_last = 0.0
+        mt_last = 0.0
         # the scan starts at the visit's first step
         r0 = row_lo[i] + np.searchsorted(p_ts[row_lo[i]:row_hi[i]], v_start[i] - step_us)
         for r in range(r0, row_hi[i]):
@@ -143,10 +163,17 @@ def _refine_kernel(v_zone, v_start, v_end, row_lo, row_hi, p_ts, p_floor, p_x, p
             seen = True
             if p_floor[r] != zfl[z]:
                 continue
-            if _mass_in_zone(p_x[r], p_y[r], p_sd[r], z, zx0, zy0, znx, zny, zoff, mask, cell_m) >= min_mass:
-                if first < 0:
-                    first = r
+            m = _mass_in_zone(p_x[r], p_y[r], p_sd[r], z, zx0, zy0, znx, zny, zoff, mask, cell_m)
+            if m >= min_mass and first < 0:
+                first = r
+                m_first = m_sum
+                mt_first = mt_sum
+            m_sum += m
+            mt_sum += m * (mid - v_start[i])
+            if m >= min_mass:
                 last = r
+                m_last = m_sum
+                mt_last = mt_sum
         if not seen:
             continue
         if first < 0:
@@ -154,6 +181,9 @@ def _refine_kernel(v_zone, v_start, v_end, row_lo, row_hi, p_ts, p_floor, p_x, p
             continue
         out_start[i] = max(v_start[i], p_ts[first])
         out_end[i] = min(v_end[i], p_ts[last] + step_us)
+        mass = m_last - m_first
+        out_in_s[i] = mass * step_s
+        out_mid[i] = v_start[i] + int(round((mt_last - mt_first) / mass))
 
 
 def refine_visits(visits: Visits, pos: Positions, masks: ZoneMasks, *, min_dwell_s: float = 10.0,
@@ -189,13 +219,25 @@ def refine_visits(visits: Visits, pos: Positions, masks: ZoneMasks, *, min_dwell
     out_start = np.empty(len(visits), np.int64)
     out_end = np.empty(len(visits), np.int64)
     keep = np.empty(len(visits), np.bool_)
+    in_s = np.empty(len(visits), np.float64)
+    mid = np.empty(len(visits), np.int64)
     _refine_kernel(visits.zone, visits.start_us, visits.end_us, row_lo, row_hi, key_ts,
                    np.asarray(pos.floor, np.int32), np.asarray(pos.x_m, np.float64), np.asarray(pos.y_m, np.float64),
                    np.maximum(sd, 1e-6), step_us, masks.floor, masks.x0_m, masks.y0_m, masks.nx, masks.ny,
-                   masks.offset, masks.mask, masks.cell_m, float(min_mass), out_start, out_end, keep)
+                   masks.offset, masks.mask, masks.cell_m, float(min_mass), out_start, out_end, keep, in_s, mid)
+    # a pass-by: expected time in the zone under min_dwell_s; it keeps that much time, centred on its
+    # mass-weighted mean time and within the cut visit (module docstring)
+    dwell_us = out_end - out_start
+    brief = (in_s >= 0) & (in_s < min_dwell_s)
+    if brief.any():
+        span = np.minimum(np.round(in_s[brief] * 1e6).astype(np.int64), dwell_us[brief])
+        lo, hi = out_start[brief], out_end[brief]
+        s = np.clip(mid[brief] - span // 2, lo, hi - span)
+        out_start[brief] = s
+        out_end[brief] = s + span
     dwell = (out_end - out_start) / 1e6
-    return Visits(visits.tag[keep], visits.zone[keep], out_start[keep], out_end[keep], dwell[keep],
-                  dwell[keep] < min_dwell_s)
+    passby = brief | (dwell < min_dwell_s)
+    return Visits(visits.tag[keep], visits.zone[keep], out_start[keep], out_end[keep], dwell[keep], passby[keep])
 
 
 @numba.njit(**NJIT)

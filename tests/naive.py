@@ -188,32 +188,43 @@ def zone_mass_naive(x: float, y: float, sd: float, poly, cell_m: float) -> float
 
 
 def refine_naive(visits: list[tuple], rows: list[tuple], zones: list[tuple], step_us: int, cell_m: float,
-                 min_mass: float, min_dwell_s: float) -> tuple[list[tuple], list[float]]:
+                 min_mass: float, min_dwell_s: float) -> tuple[list[tuple], list[float], list[float]]:
     """Visits (tag, zone, start, end) cut to the position steps (tag, ts, floor, x, y, sd) whose middle
     lies in the visit and whose Gaussian puts >= min_mass in the zone ((floor, polygon) per zone).
 
-    Returns the refined (tag, zone, start, end, dwell_s, passby) list and every mass computed.
+    A cut visit whose expected time in the zone (sum of the masses of its steps from the first to the
+    last kept one, times the step) is under ``min_dwell_s`` is a pass-by lasting that long, centred on
+    the mass-weighted mean of the steps' middles and moved inside the cut visit if it sticks out.
+    Returns the refined (tag, zone, start, end, dwell_s, passby) list, every mass computed and every
+    expected time in the zone.
     """
-    out, masses = [], []
+    out, masses, expected = [], [], []
     for t, z, s, e in visits:
         zfl, poly = zones[z]
         steps = [r for r in rows if r[0] == t and s <= r[1] + step_us // 2 < e]
         if not steps:
             out.append((t, z, s, e, (e - s) / 1e6, (e - s) / 1e6 < min_dwell_s))
             continue
-        good = []
+        scored = []  # (ts, mass) of the steps on the zone's floor
         for _, ts, fl, x, y, sd in steps:
-            if fl != zfl:
-                continue
-            m = zone_mass_naive(x, y, sd, poly, cell_m)
-            masses.append(m)
-            if m >= min_mass:
-                good.append(ts)
+            if fl == zfl:
+                scored.append((ts, zone_mass_naive(x, y, sd, poly, cell_m)))
+        masses.extend(m for _, m in scored)
+        good = [ts for ts, m in scored if m >= min_mass]
         if not good:
             continue
         ns, ne = max(s, min(good)), min(e, max(good) + step_us)
-        out.append((t, z, ns, ne, (ne - ns) / 1e6, (ne - ns) / 1e6 < min_dwell_s))
-    return out, masses
+        inside = [(ts, m) for ts, m in scored if min(good) <= ts <= max(good)]
+        in_s = sum(m for _, m in inside) * step_us / 1e6
+        expected.append(in_s)
+        if in_s < min_dwell_s:
+            mid = s + round(sum(m * (ts + step_us // 2 - s) for ts, m in inside) / sum(m for _, m in inside))
+            span = min(round(in_s * 1e6), ne - ns)
+            start = min(max(mid - span // 2, ns), ne - span)
+            out.append((t, z, start, start + span, span / 1e6, True))
+        else:
+            out.append((t, z, ns, ne, (ne - ns) / 1e6, (ne - ns) / 1e6 < min_dwell_s))
+    return out, masses, expected
 
 
 def presence_in_visits_naive(spans: list[tuple], visits: list[tuple], clip: list[bool]) -> list[tuple]:

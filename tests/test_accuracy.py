@@ -64,14 +64,16 @@ def _measure(store: str, scenario: str):
 
 
 # Measured with bench/accuracy_sim.py (400 shoppers, 2 h, seeds 11 / 12) with the current method
-# (presence HMM, then visit boundaries refined with the position estimates, analytics.refine):
-# boutique easy 0.925 / 0.930, boutique hard 0.867 / 0.884, department easy 0.892 / 0.896,
-# department hard 0.871 / 0.814; here (200 x 1 h, seed 3): 0.949, 0.890, 0.915, 0.823.
-_BELOW_F1_BAR = {("boutique", "hard"), ("department", "hard")}
+# (presence HMM, then visit boundaries refined with the position estimates and pass-bys decided on
+# the expected time in the zone, analytics.refine): boutique easy 0.924 / 0.935, boutique hard
+# 0.879 / 0.902, department easy 0.901 / 0.905, department hard 0.900 / 0.850; here (200 x 1 h,
+# seed 3): 0.954, 0.929, 0.917, 0.858. Boutique hard passes on this seed but not on every bench seed.
+_BELOW_F1_BAR = {("department", "hard")}
 _PARAMS = [pytest.param(k, marks=pytest.mark.slow, id=f"{k[0]}-{k[1]}") for k in CASES]
 _F1_PARAMS = [pytest.param(k, id=f"{k[0]}-{k[1]}", marks=[pytest.mark.slow] + ([pytest.mark.xfail(
-    strict=True, reason="visit F1 below the 0.90 bar in hard RF (0.82-0.89 here and on the bench): pass-bys and "
-                        "edge walks still decode as short visits, short visits at a counter's far side are missed")]
+    strict=True, reason="visit F1 below the 0.90 bar in department hard RF (0.86 here, 0.85-0.90 on the bench): "
+                        "true pass-bys along a counter's edge still come out as visits, short visits at island "
+                        "counters are missed")]
     if k in _BELOW_F1_BAR else [])) for k in CASES]
 
 
@@ -100,4 +102,4 @@ def test_accuracy_floor(case):
     assert acc.n_true > 200
     assert acc.recall >= 0.82
     assert acc.precision >= 0.75
-    assert acc.f1 >= 0.80         # measured 0.82-0.95 on these runs (seed 3)
+    assert acc.f1 >= 0.80         # measured 0.86-0.95 on these runs (seed 3)

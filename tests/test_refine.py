@@ -62,15 +62,19 @@ def scenes(draw):
 def test_refine_matches_naive(scene, min_mass, cell_m):
     prow, vrow = scene
     sd = [r[5] ** 0.5 for r in prow]
-    want, masses = refine_naive(vrow, [(r[0], r[1], r[2], r[3], r[4], s) for r, s in zip(prow, sd)], [
+    want, masses, expected = refine_naive(vrow, [(r[0], r[1], r[2], r[3], r[4], s) for r, s in zip(prow, sd)], [
         (z.floor, z.polygon) for z in ZONES], S, cell_m, min_mass, 10.0)
-    # the kernel sums a +-5 sigma window: a mass within 1e-6 of the threshold may fall either side
+    # the kernel sums a +-5 sigma window: a mass within 1e-6 of the threshold may fall either side;
+    # so may an expected time within 1e-5 s of the minimum dwell
     assume(all(abs(m - min_mass) > 1e-6 for m in masses))
+    assume(all(abs(x - 10.0) > 1e-5 for x in expected))
     pos = _positions(*(np.array([r[i] for r in prow]) for i in range(6))) if prow else _positions(*([],) * 6)
     got = refine_visits(_visits(vrow), pos, zone_masks(ZONES, cell_m), min_mass=min_mass)
     rows = [(int(t), int(z), int(s), int(e), float(d), bool(p))
             for t, z, s, e, d, p in zip(got.tag, got.zone, got.start_us, got.end_us, got.dwell_s, got.passby)]
-    assert rows == [(t, z, s, e, pytest.approx(d), p) for t, z, s, e, d, p in want]
+    # a pass-by's length and centre are sums of masses: equal to a few microseconds
+    us = pytest.approx
+    assert rows == [(t, z, us(s, abs=3), us(e, abs=3), us(d, abs=1e-5), p) for t, z, s, e, d, p in want]
 
 
 @settings(max_examples=200, deadline=None)
@@ -105,10 +109,28 @@ def test_refine_cuts_the_approach_and_drops_an_edge_walk():
     assert got.dwell_s.tolist() == [20.0, 40.0] and not got.passby.any()
     # a visit cut below the minimum dwell becomes a pass-by
     short = refine_visits(_visits([(0, 0, T0, T0 + 6 * S)]), pos, zone_masks(ZONES))
-    assert short.dwell_s.tolist() == [3.0] and short.passby.tolist() == [True]
+    assert short.dwell_s.tolist() == [pytest.approx(3.0, abs=1e-5)] and short.passby.tolist() == [True]
     # zones not selected keep their decoded boundaries
     same = refine_visits(v, pos, zone_masks(ZONES), zones=np.array([False, True, True, True]))
     assert same.start_us.tolist() == v.start_us.tolist() and same.end_us.tolist() == v.end_us.tolist()
+
+
+def test_a_walk_along_the_edge_is_a_pass_by_of_its_expected_time_inside():
+    # 16 s walking along zone 0's top edge (y = 3 m) with 0.5 m of spread: every step puts about half
+    # its mass inside, so all are kept, but the tag spends only about 8 s inside in expectation
+    xs = [0.25 * k for k in range(16)]
+    pos = _positions([0] * 16, [T0 + k * S for k in range(16)], [1] * 16, xs, [3.0] * 16, [0.25] * 16)
+    got = refine_visits(_visits([(0, 0, T0, T0 + 16 * S)]), pos, zone_masks(ZONES))
+    assert got.passby.tolist() == [True]
+    assert 6.0 < got.dwell_s[0] < 9.0
+    assert got.dwell_s[0] * S == pytest.approx(got.end_us[0] - got.start_us[0])
+    # centred on the walk: mass is spread evenly, so the pass-by sits in the middle of the 16 s
+    assert abs((got.start_us[0] + got.end_us[0]) / 2 - (T0 + 8 * S)) < 1.0 * S
+    # the same walk one metre inside the edge is a visit with its cut boundaries
+    deep = refine_visits(_visits([(0, 0, T0, T0 + 16 * S)]),
+                         _positions([0] * 16, [T0 + k * S for k in range(16)], [1] * 16, xs, [2.0] * 16,
+                                    [0.25] * 16), zone_masks(ZONES))
+    assert deep.passby.tolist() == [False] and deep.dwell_s.tolist() == [16.0]
 
 
 def test_refine_edge_cases_and_bad_input():
