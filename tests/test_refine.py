@@ -75,6 +75,8 @@ def test_refine_matches_naive(scene, min_mass, cell_m):
     # a pass-by's length and centre are sums of masses: equal to a few microseconds
     us = pytest.approx
     assert rows == [(t, z, us(s, abs=3), us(e, abs=3), us(d, abs=1e-5), p) for t, z, s, e, d, p in want]
+    # SPEC: a pass-by is exactly a visit shorter than the minimum dwell
+    assert (got.passby == (got.dwell_s < 10.0)).all()
 
 
 @settings(max_examples=200, deadline=None)
