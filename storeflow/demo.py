@@ -25,7 +25,8 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, time as dtime, timedelta
+from datetime import datetime
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -36,7 +37,7 @@ import yaml
 
 from storeflow.cli import add_db_arg
 
-__all__ = ["register", "Demo", "SharedClock"]
+__all__ = ["register", "run_demo", "Pipeline", "SharedClock"]
 
 log = logging.getLogger("storeflow.demo")
 
@@ -396,6 +397,7 @@ def run_demo(args: argparse.Namespace) -> int:
         t0 = time.time()
         next_analysis = t0 + args.analyze_every
         finished = False
+        first_analysis = True
         while not pipeline.stop_event.wait(1.0):
             pipeline.check_children()
             if serve.poll() is not None:
@@ -405,6 +407,10 @@ def run_demo(args: argparse.Namespace) -> int:
                 pipeline.import_purchases(conn, now)
                 to_us = now - 30_000_000  # leave half a minute for reads in flight
                 if to_us > start_us:
+                    if first_analysis:
+                        say("analysing the first minutes (the first run on a machine compiles the numba kernels: "
+                            "about four minutes on 2 cores; later runs reuse them)")
+                        first_analysis = False
                     res = analyze(conn, layout.store, start_us, to_us, refit=True)
                     conn.commit()
                     stored = conn.execute("SELECT count(*) FROM tag_reads").fetchone()[0]

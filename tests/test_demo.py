@@ -41,6 +41,9 @@ def test_demo_runs_and_stops_cleanly(db_url: str, mqtt_broker: tuple[str, int], 
                 break
         progress = [x for x in lines if x.startswith("[")]
         assert len(progress) >= 2, "\n".join(lines[-20:])
+        # the wait for the first figures (numba compiling on a new machine) is announced once, before them
+        first = [i for i, x in enumerate(lines) if x.startswith("analysing the first minutes")]
+        assert len(first) == 1 and first[0] < lines.index(progress[0]), "\n".join(lines[-20:])
         login = next(x for x in lines if x.startswith("dashboard: "))
         token = login.split("token=")[1]
         r = httpx.get(f"http://127.0.0.1:{port}/api/v1/stores/sample-boutique/counters",
