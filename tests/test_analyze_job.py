@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import psycopg
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 

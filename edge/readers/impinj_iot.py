@@ -26,7 +26,7 @@ import json
 from typing import Any
 
 from edge.readers._common import epc_from_b64url, is_epc_hex, JsonEventParser, parse_iso_us
-from edge.readers.base import ParserStats, Record, TagRead
+from edge.readers.base import ParserStats, TagRead
 
 __all__ = ["ImpinjIotParser", "encode_event", "format_ts_ns"]
 

@@ -26,7 +26,7 @@ import json
 from typing import Any, Final
 
 from edge.readers._common import CumulativeRegister, JsonEventParser, parse_iso_us
-from edge.readers.base import DoorCount, ParserStats, Record
+from edge.readers.base import DoorCount, ParserStats
 
 __all__ = ["DEFAULT_REGISTERS", "IrisysParser", "encode_counts"]
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from edge.readers._common import JsonEventParser, parse_iso_us
-from edge.readers.base import DoorCount, ParserStats, Record
+from edge.readers.base import DoorCount, ParserStats
 
 __all__ = ["Layout", "LAYOUTS", "MilesightParser", "encode_interval", "encode_trigger", "parse_device_time"]
 

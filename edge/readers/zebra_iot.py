@@ -22,7 +22,7 @@ import json
 from typing import Any
 
 from edge.readers._common import is_epc_hex, JsonEventParser, parse_iso_us
-from edge.readers.base import ParserStats, Record, TagRead
+from edge.readers.base import ParserStats, TagRead
 
 __all__ = ["ZebraIotParser", "encode_event", "encode_heartbeat", "format_ts", "dumps"]
 
