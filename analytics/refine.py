@@ -192,8 +192,9 @@ def refine_visits(visits: Visits, pos: Positions, masks: ZoneMasks, *, min_dwell
 
     ``masks``: :func:`zone_masks` of the zones the visits' zone indices refer to. ``zones``: bool
     per zone, which zones to refine (default all; e.g. counters only). ``min_dwell_s`` (seconds)
-    re-decides pass-bys on the refined dwell. Points without a variance (``pos.var_m2`` None) count
-    by the cell they fall in.
+    re-decides pass-bys: a cut visit whose expected time in the zone is under it becomes a pass-by
+    of that length; so does one whose cut dwell is under it. Points without a variance
+    (``pos.var_m2`` None) count by the cell they fall in.
     """
     if not (0.0 < min_mass <= 1.0):
         raise ValueError(f"min_mass: must be in (0, 1], got {min_mass!r}")
