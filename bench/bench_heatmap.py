@@ -186,8 +186,6 @@ def main() -> None:
             extra = max(extra, mem.extra)
             del heat
             gc.collect()
-        heat = compute_heatmap(small, am, layout, customer[:20000], CELL_M, from_us, to_us, model=model,
-                               range_model=rmodel, method=method)
         print(f"compute_heatmap[{method}]: {best:.2f} s wall, {cpu:.2f} s CPU = {n / best / 1e6:.2f} M reads/s "
               f"({n_cust / best / 1e6:.2f} M customer reads/s; {n / cpu / 1e6:.2f} M reads per CPU-second, "
               f"x{os.cpu_count()} cores = {n / cpu * os.cpu_count() / 1e6:.1f} M reads/s on an idle machine) "
