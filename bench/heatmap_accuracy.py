@@ -20,7 +20,9 @@ and two ceilings computed from the truth itself:
   accurate to ~1 m would reach at best).
 
 Also the share of true and estimated time inside zones and the correlation of per-zone totals (all
-zones, and counters only with their estimated/true time).
+zones, and counters only with their estimated/true time). Last, what the correlation hangs on: the
+share of the truth's variance in its five hottest cells and the zones holding them (a till's queue
+point or an escalator line can hold most of it), and r over the cells outside the checkout zones.
 """
 
 from __future__ import annotations
@@ -103,6 +105,13 @@ def evaluate(store: str, scenario: str, shoppers: int, hours: float, seed: int) 
               f"zone totals r {_r(t_tot, e_tot):.3f} (counters {_r(t_tot[is_ctr], e_tot[is_ctr]):.3f}, "
               f"est/true {e_tot[is_ctr].sum() / t_tot[is_ctr].sum():.2f}), floor total est/true {est.sum() / true.sum():.2f}",
               flush=True)
+        dev = true.ravel() - true.mean()
+        hot = np.argsort(dev)[::-1][:5]
+        names = sorted({layout.zones[zi].zone for c in hot for zi in np.flatnonzero(zc[:, c])}) or ["none"]
+        outside = ~zc[[zi for zi, z in enumerate(layout.zones) if z.kind == "checkout"]].any(0)
+        print(f"{'':15s} floor {f.floor}: the truth's 5 hottest cells hold {(dev[hot] ** 2).sum() / (dev ** 2).sum():.0%} "
+              f"of its variance (zones: {', '.join(names)}); r outside checkout zones "
+              f"{_r(true.ravel()[outside], est.ravel()[outside]):.3f}", flush=True)
     print(f"{store:10s} {scenario:4s} ({len(reads):,} reads): presence, visits, positions, refine + heatmap "
           f"{cpu:.1f} s CPU", flush=True)
 
