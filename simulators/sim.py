@@ -276,9 +276,11 @@ def _door_counts(layout: Layout, crossings: list[tuple[int, int, int, int]], sc:
     return rows, tr
 
 
-def simulate(layout: Layout | str | Path, *, shoppers: int, hours: float, seed: int, scenario: str = "easy",
+def simulate(layout: Layout | str | Path, *, shoppers: int, hours: float, seed: int, scenario: str | Scenario = "easy",
              start_us: int | None = None) -> Simulation:
     """Simulate ``shoppers`` people over ``hours`` from ``start_us`` (default 2026-11-20 10:00 local).
+
+    ``scenario``: a named scenario (``easy``, ``hard``) or a :class:`~simulators.scenario.Scenario`.
 
     Deterministic for a given seed. Reads are generated lazily by :meth:`Simulation.read_chunks`."""
     if not isinstance(layout, Layout):
@@ -290,7 +292,7 @@ def simulate(layout: Layout | str | Path, *, shoppers: int, hours: float, seed: 
         raise BadInput(f"hours must be a positive number, got {hours}")
     if not layout.readers:
         raise BadInput(f"layout {layout.store!r} has no readers to simulate")
-    sc = get_scenario(scenario)
+    sc = scenario if isinstance(scenario, Scenario) else get_scenario(scenario)
     start = default_start_us(layout) if start_us is None else int(start_us)
     end = start + int(round(hours * 3.6e9))
     root = np.random.SeedSequence(seed)

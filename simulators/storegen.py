@@ -221,6 +221,82 @@ def department() -> dict[str, Any]:
     return b.finish(sim)
 
 
+def random_store(seed: int) -> dict[str, Any]:
+    """A random one-floor store (a SPEC layout with a ``simulation`` section) for generalisation checks.
+
+    Drawn from ``seed``: floor size (32-60 x 26-44 m), aisle width (2.5-4 m), wall rows and columns of
+    counters of random widths and depths, island blocks (single counters or two back to back), where
+    the entrance, door and checkout are, and how the installer placed the antennas (at the back of the
+    counter, at its centre, or anywhere inside it). Nothing in it is taken from the sample stores.
+    """
+    import random
+
+    rng = random.Random(seed)
+    w, d = float(rng.randint(32, 60)), float(rng.randint(26, 44))
+    aisle = round(rng.uniform(2.5, 4.0), 1)
+    dn, ds, dw = round(rng.uniform(4, 7), 1), round(rng.uniform(4, 6), 1), round(rng.uniform(4, 6), 1)
+    style = rng.choice(["back", "centre", "anywhere"])
+    b = _Builder(f"random-{seed}", f"Random store {seed}, antennas {'at the ' if style != 'anywhere' else ''}{style}")
+    b.floor(1, w, d)
+    rects: dict[str, Rect] = {}
+    cats = sorted(BRANDS)
+
+    def pieces(a: float, c: float, lo: float, hi: float) -> list[tuple[float, float]]:
+        n = max(1, round((c - a) / rng.uniform(lo, hi)))
+        return [(round(p, 2), round(q, 2)) for p, q in _split(a, c, [rng.uniform(lo, hi) for _ in range(n)])]
+
+    def add(r: Rect, back: str) -> None:
+        cat = rng.choice(cats)
+        b.counter(1, r, rng.choice(BRANDS[cat]), cat, back if style == "back" else "")
+        rects[b.data["zones"][-1]["zone"]] = r
+
+    for x0, x1 in pieces(0, w, 4, 10):
+        add((x0, d - dn, x1, d), "N")
+    y_lo, y_hi = ds + aisle, d - dn - aisle
+    for y0, y1 in pieces(y_lo, y_hi, 6, 12):
+        add((0, y0, dw, y1), "W")
+    for y0, y1 in pieces(y_lo, y_hi, 6, 12):
+        add((w - dw, y0, w, y1), "E")
+    # south wall: entrance (door in the wall) and checkout, counters in the segments left
+    ex = round(rng.uniform(0.2, 0.7) * (w - 6), 1)
+    right_ok, left_ok = ex + 6 + aisle + 8 <= w, ex - aisle - 8 >= 0
+    kx = ex + 6 + aisle if right_ok and (not left_ok or rng.random() < 0.5) else ex - aisle - 8
+    b.zone("E1", "entrance", 1, "Entrance", (ex, 0, ex + 6, 2.5))
+    b.door("D1", 1, ex + 3, 0.0)
+    b.zone("K1", "checkout", 1, "Cashier", (kx, 0, kx + 8, 3.5))
+    for a, c in ((0.0, min(ex, kx) - aisle), (max(ex + 6, kx + 8) + aisle, w)):
+        if c - a >= 4:
+            for x0, x1 in pieces(a, c, 4, 9):
+                add((x0, 0, x1, ds), "S")
+    # islands between the wall counters, an aisle all round
+    x_lo, x_hi = dw + aisle, w - dw - aisle
+    y = y_lo
+    while True:
+        bd = round(rng.uniform(5, 9), 1)
+        if y + bd > y_hi:
+            break
+        x = x_lo
+        while True:
+            bw = round(rng.uniform(6, 12), 1)
+            if x + bw > x_hi:
+                break
+            if rng.random() < 0.6:
+                ym = round(y + bd * rng.uniform(0.35, 0.65), 2)
+                add((x, ym, x + bw, y + bd), "N")
+                add((x, y, x + bw, ym), "S")
+            else:
+                add((x, y, x + bw, y + bd), rng.choice("NS"))
+            x = round(x + bw + aisle, 2)
+        y = round(y + bd + aisle, 2)
+    if style == "anywhere":
+        for ant in b.antennas:
+            if ant["zone"] in rects:
+                x0, y0, x1, y1 = rects[ant["zone"]]
+                ant["x"] = round(x0 + (x1 - x0) * rng.uniform(0.15, 0.85), 2)
+                ant["y"] = round(y0 + (y1 - y0) * rng.uniform(0.15, 0.85), 2)
+    return b.finish({"arrival": {"profile": "mall"}, "staff_per_counter": 1})
+
+
 def write_all(out_dir: Path = STORES_DIR) -> list[Path]:
     """Write the sample layouts as YAML; returns the written paths."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -483,3 +483,49 @@ def test_purchases_grow_with_dwell_and_tier(boutique):
     high = np.isin(tiers, ["gold", "vip"])
     assert bought[high].mean() > bought[tiers == "regular"].mean()
     assert (s.purchases["member"] == "").sum() > 0.2 * len(s.purchases)  # non-member sales too
+
+
+# --- random stores (generalisation checks, bench/unseen_stores.py) ----------------------------------
+def _inside_rect(x: float, y: float, poly) -> bool:
+    xs, ys = [p[0] for p in poly], [p[1] for p in poly]
+    return min(xs) <= x <= max(xs) and min(ys) <= y <= max(ys)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_random_stores_are_valid_layouts_an_installer_could_have(seed):
+    from simulators.storegen import random_store
+
+    data = random_store(seed)
+    assert data == random_store(seed)  # deterministic
+    lay = parse_layout(data)
+    f = lay.floors[0]
+    counters = [z for z in lay.zones if z.kind == "counter"]
+    assert len(counters) >= 4
+    rects = [(min(p[0] for p in z.polygon), min(p[1] for p in z.polygon), max(p[0] for p in z.polygon),
+              max(p[1] for p in z.polygon)) for z in lay.zones]
+    for i, a in enumerate(rects):  # zones never overlap (touching edges is fine)
+        assert 0 <= a[0] < a[2] <= f.width_m and 0 <= a[1] < a[3] <= f.depth_m
+        for b in rects[i + 1:]:
+            assert min(a[2], b[2]) - max(a[0], b[0]) <= 1e-9 or min(a[3], b[3]) - max(a[1], b[1]) <= 1e-9, (a, b)
+    ants = [a for r in data["readers"] for a in r["antennas"]]
+    assert all(len(r["antennas"]) <= 4 for r in data["readers"])
+    by_zone = {z.zone: z for z in lay.zones}
+    for a in ants:  # every antenna stands inside the zone it is installed for
+        assert _inside_rect(a["x"], a["y"], by_zone[a["zone"]].polygon), a
+    assert {z.zone for z in counters} <= {a["zone"] for a in ants}
+    (door,) = data["doors"]
+    assert door["y"] == 0.0 and 0 < door["x"] < f.width_m
+
+
+def test_simulate_takes_a_scenario_object_as_well_as_a_name(boutique):
+    from dataclasses import replace
+
+    a = simulate(boutique, shoppers=8, hours=0.1, seed=3, scenario="hard")
+    b = simulate(boutique, shoppers=8, hours=0.1, seed=3, scenario=SCENARIOS["hard"])
+    ra, rb = np.concatenate(list(a.read_chunks())), np.concatenate(list(b.read_chunks()))
+    assert np.array_equal(ra, rb)
+    deaf = replace(SCENARIOS["hard"], name="deaf", rf=replace(SCENARIOS["hard"].rf, sensitivity_dbm=-55.0))
+    c = simulate(boutique, shoppers=8, hours=0.1, seed=3, scenario=deaf)
+    assert "deaf" in repr(c)
+    assert 0 < sum(len(x) for x in c.read_chunks()) < len(ra)
