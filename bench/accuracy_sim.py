@@ -23,14 +23,17 @@ from analytics.presence import fit_presence_model
 from storeflow.settings import store_params
 
 
-def evaluate(store: str, scenario: str, shoppers: int, hours: float, seed: int,
+def evaluate(store, scenario, shoppers: int, hours: float, seed: int,  # type: ignore[no-untyped-def]
              refine: bool = True) -> tuple[VisitAccuracy, dict]:
     """Simulate, run the analyze job's pipeline (:func:`analytics.pipeline.analyze_block`: presence +
-    visits, + the refinement with positions unless ``refine`` is False), compare with the truth."""
-    from simulators import sample_layout_path, simulate
-    from storeflow.layout import load_layout
+    visits, + the refinement with positions unless ``refine`` is False), compare with the truth.
 
-    layout = load_layout(sample_layout_path(store))
+    ``store``: a sample store's name or a :class:`~storeflow.layout.Layout`; ``scenario``: a scenario
+    name or a :class:`~simulators.scenario.Scenario`."""
+    from simulators import sample_layout_path, simulate
+    from storeflow.layout import Layout, load_layout
+
+    layout = store if isinstance(store, Layout) else load_layout(sample_layout_path(store))
     sim = simulate(layout, shoppers=shoppers, hours=hours, seed=seed, scenario=scenario)
     t0 = time.perf_counter()
     reads, am = sim.reads()
