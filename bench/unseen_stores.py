@@ -73,7 +73,8 @@ def main() -> None:
             f = layout.floors[0]
             print(f"{layout.name} ({f.width_m:.0f} x {f.depth_m:.0f} m, {n_counters} counters, "
                   f"{n_antennas} antennas) {base}: n {rf.path_loss_exp:.2f}/{rf.path_loss_exp_far:.2f}, "
-                  f"sens {rf.sensitivity_dbm:.0f} dBm, p_max {rf.p_max:.2f}, shadow {rf.shadow_slow_db:.1f} dB, "
+                  f"sens {rf.sensitivity_dbm:.0f} dBm, p_max {rf.p_max:.2f}, "
+                  f"shadow {rf.shadow_slow_db:.1f} dB, "
                   f"beam {rf.beamwidth_deg:.0f} deg, height {rf.antenna_height_m:.1f} m, "
                   f"dwell median {sc.crowd.dwell_median_s:.0f} s | reads {info['reads']:,} | "
                   f"{acc.summary()} counters within 10 % {within:.2f}", flush=True)
