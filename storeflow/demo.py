@@ -37,7 +37,7 @@ import yaml
 
 from storeflow.cli import add_db_arg
 
-__all__ = ["register", "run_demo", "Pipeline", "SharedClock"]
+__all__ = ["register", "run_demo", "Pipeline", "SharedClock", "clear_replayed_window"]
 
 log = logging.getLogger("storeflow.demo")
 
@@ -310,6 +310,30 @@ def _demo_start_us(tz: str, hour: int) -> int:
     return int(datetime.combine(today, dtime(hour), zone).timestamp() * 1e6)
 
 
+def clear_replayed_window(conn: Any, store: str, from_us: int, to_us: int) -> int:
+    """Delete ``store``'s data in ``[from_us, to_us)`` (epoch µs): reads, door counts, purchases and the
+    analysis results of that window, with the visit rollups of the days it touches rebuilt.
+
+    The demo replays the same simulated day (same seed, same opening time) each time it starts; a new
+    edge agent sends its reads under new message ids, so a second run on one day would store every read
+    again and the positions would see them twice. Returns the number of reads deleted. Commits.
+    """
+    from analytics.rollups import from_unix_us, rebuild_visit_rollups
+
+    row = conn.execute("SELECT store_id FROM stores WHERE store = %s", (store,)).fetchone()
+    if row is None:
+        return 0
+    sid, lo, hi = row[0], from_unix_us(from_us), from_unix_us(to_us)
+    with conn.transaction():
+        n = conn.execute("DELETE FROM tag_reads WHERE store_id = %s AND ts >= %s AND ts < %s", (sid, lo, hi)).rowcount
+        for table, col in (("door_counts", "ts"), ("purchases", "ts"), ("visits", "start_ts"), ("trips", "start_ts"),
+                           ("heatmap_cells", "bucket")):
+            conn.execute(f"DELETE FROM {table} WHERE store_id = %s AND {col} >= %s AND {col} < %s", (sid, lo, hi))
+        rebuild_visit_rollups(conn, sid, lo, hi)
+    conn.commit()
+    return n
+
+
 def _assign_protocols(layout: Any, serial_readers: int = 2) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Which simulated protocol each reader and door speaks: the first ``serial_readers`` readers on
     serial lines (R2000, Chafon alternately), the rest network readers (Impinj IoT / Zebra
@@ -375,6 +399,9 @@ def run_demo(args: argparse.Namespace) -> int:
             f"{datetime.fromtimestamp(start_us / 1e6, tz):%Y-%m-%d %H:%M} store time, {args.speed:g}x faster")
         sim = simulate(layout, shoppers=args.shoppers, hours=args.hours, seed=args.seed, scenario=args.scenario,
                        start_us=start_us)
+        replayed = clear_replayed_window(conn, layout.store, start_us, sim.end_us + 3_600_000_000)
+        if replayed:
+            say(f"removed {replayed:,} reads an earlier demo run stored for this simulated day (it is replayed)")
         pipeline = Pipeline(sim, db_url, (host, port), (host, port), workdir, speed=args.speed,
                             topic_prefix=s.topic_prefix, shared_subscription=shared)
         pipeline.start(conn)

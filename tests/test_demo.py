@@ -3,6 +3,7 @@ analysis runs more than once, and Ctrl-C (SIGINT) stops every part."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -59,3 +60,37 @@ def test_demo_runs_and_stops_cleanly(db_url: str, mqtt_broker: tuple[str, int], 
     assert lines[-1] == "stopped"
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+
+
+@pytest.mark.db
+def test_a_second_demo_run_on_one_day_replaces_the_first_runs_window(db: psycopg.Connection,
+                                                                    mini_layout_path: Path) -> None:
+    """The demo replays the same simulated day: what an earlier run stored in the window goes, nothing else."""
+    from analytics.rollups import from_unix_us
+    from storeflow.demo import clear_replayed_window
+    from storeflow.layout import load_layout
+    from storeflow.store import upsert_layout
+
+    layout = load_layout(mini_layout_path)
+    sid = upsert_layout(db, layout)
+    other = upsert_layout(db, dataclasses.replace(layout, store="other-store"))
+    db.commit()
+    t0 = 1_780_000_000_000_000  # window [t0, t0 + 1 h)
+    inside, before, after = t0 + 60_000_000, t0 - 60_000_000, t0 + 3_600_000_000
+    for s, ts in ((sid, inside), (sid, inside + 1), (sid, before), (sid, after), (other, inside)):
+        db.execute("INSERT INTO tag_reads (ts, store_id, antenna_id, tag_id, rssi_cdbm) VALUES (%s, %s, 1, 1, -6000)",
+                   (from_unix_us(ts), s))
+        db.execute("INSERT INTO visits VALUES (%s, 1, 1, %s, %s, 20, false, true, %s, %s)",
+                   (s, from_unix_us(ts), from_unix_us(ts + 20_000_000), from_unix_us(ts), from_unix_us(ts + 60_000_000)))
+    db.commit()
+
+    assert clear_replayed_window(db, layout.store, t0, t0 + 3_600_000_000) == 2
+
+    def left(table: str, col: str) -> set[tuple[int, int]]:
+        rows = db.execute(f"SELECT store_id, {col} FROM {table}").fetchall()
+        return {(r[0], int((r[1] - from_unix_us(0)).total_seconds() * 1e6)) for r in rows}
+
+    kept = {(sid, before), (sid, after), (other, inside)}
+    assert left("tag_reads", "ts") == kept
+    assert left("visits", "start_ts") == kept
+    assert clear_replayed_window(db, "no-such-store", t0, t0 + 1) == 0
