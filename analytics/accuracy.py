@@ -35,6 +35,11 @@ class VisitAccuracy:
         vals = [abs(v) for v in self.visitors_rel_err.values() if np.isfinite(v)]
         return max(vals) if vals else float("nan")
 
+    def visitors_share_within(self, tolerance: float = 0.10) -> float:
+        """Share of counters whose estimated visitors are within ``tolerance`` (0.10 = 10 %) of the truth."""
+        vals = list(self.visitors_rel_err.values())
+        return float(np.mean([abs(v) <= tolerance for v in vals])) if vals else 0.0
+
     @property
     def visitors_total_rel_err(self) -> float:
         t = sum(self.visitors_true.values())

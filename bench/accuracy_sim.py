@@ -70,7 +70,7 @@ def main() -> None:
     for store in a.stores.split(","):
         for sc in a.scenarios.split(","):
             acc, info = evaluate(store, sc, a.shoppers, a.hours, a.seed, refine=not a.no_refine)
-            within = np.mean([abs(e) <= 0.10 for e in acc.visitors_rel_err.values()]) if acc.visitors_rel_err else 0
+            within = acc.visitors_share_within(0.10)
             print(f"{store:10s} {sc:4s} reads={info['reads']:>9d} states={info['states']} "
                   f"fit={info['fit_s']:.1f}s decode+visits={info['decode_visits_s']:.1f}s "
                   f"positions+refine={info['positions_refine_s']:.1f}s | {acc.summary()} "

@@ -35,6 +35,7 @@ def test_match_rules():
     assert acc.dwell_rel_err_median == pytest.approx(0.5)       # 10 s estimated for 20 s true
     assert acc.visitors_true == {0: 2, 1: 1} and acc.visitors_est == {0: 2, 1: 1, 2: 1}
     assert acc.visitors_rel_err[0] == 0.0 and acc.visitors_rel_err[2] == float("inf")
+    assert acc.visitors_share_within(0.10) == pytest.approx(2 / 3)  # counters 0 and 1 exact, 2 never visited
 
 
 def test_match_is_one_to_one_greedy_by_overlap():
