@@ -319,11 +319,14 @@ def clear_replayed_window(conn: Any, store: str, from_us: int, to_us: int) -> in
     again and the positions would see them twice. Returns the number of reads deleted. Commits.
     """
     from analytics.rollups import from_unix_us, rebuild_visit_rollups
+    from storeflow.contract import BadInput
+    from storeflow.db import store_id
 
-    row = conn.execute("SELECT store_id FROM stores WHERE store = %s", (store,)).fetchone()
-    if row is None:
+    try:
+        sid = store_id(conn, store)
+    except BadInput:  # not imported yet: no earlier run stored anything for it
         return 0
-    sid, lo, hi = row[0], from_unix_us(from_us), from_unix_us(to_us)
+    lo, hi = from_unix_us(from_us), from_unix_us(to_us)
     with conn.transaction():
         n = conn.execute("DELETE FROM tag_reads WHERE store_id = %s AND ts >= %s AND ts < %s", (sid, lo, hi)).rowcount
         for table, col in (("door_counts", "ts"), ("purchases", "ts"), ("visits", "start_ts"), ("trips", "start_ts"),
