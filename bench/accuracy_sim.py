@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,8 +23,12 @@ from analytics.pipeline import analyze_block
 from analytics.presence import fit_presence_model
 from storeflow.settings import store_params
 
+if TYPE_CHECKING:
+    from simulators.scenario import Scenario
+    from storeflow.layout import Layout
 
-def evaluate(store, scenario, shoppers: int, hours: float, seed: int,  # type: ignore[no-untyped-def]
+
+def evaluate(store: str | Layout, scenario: str | Scenario, shoppers: int, hours: float, seed: int,
              refine: bool = True) -> tuple[VisitAccuracy, dict]:
     """Simulate, run the analyze job's pipeline (:func:`analytics.pipeline.analyze_block`: presence +
     visits, + the refinement with positions unless ``refine`` is False), compare with the truth.
