@@ -37,8 +37,8 @@ from tests.tcpproxy import TcpProxy
 pytestmark = [pytest.mark.db, pytest.mark.mqtt, pytest.mark.slow]
 # Store seconds per wall second. Serial readers have no clock: the agent stamps their reads with its receive
 # time, and whatever wall time the host's poll cycle over the antenna ports takes is SPEED times longer in
-# store time. At 40x this smeared the serial readers' visits (recall 0.58-0.64 over three runs, against 0.83
-# offline on the same simulation); at 10x it is 0.80, closer to what a real store at 1x sees.
+# store time. At 40x this smeared the serial readers' visits (recall 0.58-0.64 over three runs, against 0.80-0.83
+# offline on the same simulation); at 10x it is 0.79-0.80, what offline finds, as a real store at 1x would.
 SPEED = 10.0
 
 
