@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from storeflow.cli import add_db_arg
@@ -48,6 +49,11 @@ def _cmd_layout(args: argparse.Namespace) -> int:
         conn.commit()
     assert n is not None
     print(f"{args.file.name}: store {store} imported ({n[0]} zones, {n[1]} antennas, {n[2]} doors)")
+    from analytics.coverage import coverage_warnings
+    from storeflow.layout import load_layout
+
+    for line in coverage_warnings(load_layout(args.file)):  # advice only: the layout is imported as it is
+        print(f"warning: {line}", file=sys.stderr)
     return 0
 
 
