@@ -17,12 +17,36 @@ from __future__ import annotations
 import numpy as np
 
 from analytics.positions import points_in_polygon
-from storeflow.layout import Layout
+from storeflow.layout import Layout, Zone
 
-__all__ = ["counter_coverage", "coverage_warnings", "WARN_SHARE"]
+__all__ = ["counter_coverage", "coverage_warnings", "suggest_antennas", "WARN_SHARE"]
 
 #: A counter is reported when more than this share of its area is nearer another counter's antenna.
 WARN_SHARE = 0.25
+
+
+def _lost_points(layout: Layout, zone: Zone, step_m: float):  # type: ignore[no-untyped-def]
+    """Grid points of ``zone`` (x, y), a bool per point "nearer another counter's antenna", and per
+    point the index into ``others`` of its nearest other antenna; None when no other antenna is on the floor."""
+    ants = [a for _, a in layout.antennas()]
+    own = [a for a in ants if a.zone == zone.zone]
+    others = [a for a in ants if a.floor == zone.floor and a.zone is not None and a.zone != zone.zone]
+    if not others:
+        return None
+    poly = np.asarray(zone.polygon, np.float64)
+    xs = np.arange(poly[:, 0].min() + step_m / 2, poly[:, 0].max(), step_m)
+    ys = np.arange(poly[:, 1].min() + step_m / 2, poly[:, 1].max(), step_m)
+    gx, gy = np.meshgrid(xs, ys)
+    inside = points_in_polygon(gx.ravel(), gy.ravel(), zone.polygon)
+    px, py = gx.ravel()[inside], gy.ravel()[inside]
+    if px.size == 0:  # thinner than the grid: its centroid stands for it
+        px, py = poly[:, 0].mean(keepdims=True), poly[:, 1].mean(keepdims=True)
+    d_other = np.stack([np.hypot(px - a.x, py - a.y) for a in others])
+    if own:
+        lost = d_other.min(0) < np.min([np.hypot(px - a.x, py - a.y) for a in own], axis=0)
+    else:
+        lost = np.ones(px.size, bool)
+    return px, py, lost, d_other.argmin(0), others
 
 
 def counter_coverage(layout: Layout, step_m: float = 0.25) -> dict[str, tuple[float, str | None]]:
@@ -35,34 +59,40 @@ def counter_coverage(layout: Layout, step_m: float = 0.25) -> dict[str, tuple[fl
     """
     if step_m <= 0:
         raise ValueError(f"step_m must be > 0, got {step_m}")
-    ants = [a for _, a in layout.antennas()]
     out: dict[str, tuple[float, str | None]] = {}
     for z in layout.counters:
-        own = [a for a in ants if a.zone == z.zone]
-        other = [a for a in ants if a.floor == z.floor and a.zone is not None and a.zone != z.zone]
-        if not other:
+        pts = _lost_points(layout, z, step_m)
+        if pts is None or not pts[2].any():
             out[z.zone] = (0.0, None)
             continue
-        poly = np.asarray(z.polygon, np.float64)
-        xs = np.arange(poly[:, 0].min() + step_m / 2, poly[:, 0].max(), step_m)
-        ys = np.arange(poly[:, 1].min() + step_m / 2, poly[:, 1].max(), step_m)
-        gx, gy = np.meshgrid(xs, ys)
-        inside = points_in_polygon(gx.ravel(), gy.ravel(), z.polygon)
-        px, py = gx.ravel()[inside], gy.ravel()[inside]
-        if px.size == 0:  # thinner than the grid: its centroid stands for it
-            px, py = poly[:, 0].mean(keepdims=True), poly[:, 1].mean(keepdims=True)
-        d_other = np.stack([np.hypot(px - a.x, py - a.y) for a in other])
-        nearest_other = d_other.argmin(0)
-        if own:
-            d_own = np.min([np.hypot(px - a.x, py - a.y) for a in own], axis=0)
-            lost = d_other.min(0) < d_own
-        else:
-            lost = np.ones(px.size, bool)
-        if not lost.any():
-            out[z.zone] = (0.0, None)
-            continue
-        owners = [other[i].zone for i in nearest_other[lost]]
+        _, _, lost, nearest, others = pts
+        owners = [others[i].zone for i in nearest[lost]]
         out[z.zone] = (float(lost.mean()), max(set(owners), key=owners.count))
+    return out
+
+
+def suggest_antennas(layout: Layout, max_share: float = WARN_SHARE, step_m: float = 0.25,
+                     min_part: float = 0.05) -> list[tuple[str, int, float, float]]:
+    """Where to add antennas so that no counter has over ``max_share`` of its area nearer another
+    counter's antennas: (zone, floor, x_m, y_m), one at the centroid of each part of an over-share
+    counter that is nearest to one other antenna (parts under ``min_part`` of the counter are left).
+
+    For a counter with no antenna at all, one at its centroid."""
+    out: list[tuple[str, int, float, float]] = []
+    for z in layout.counters:
+        pts = _lost_points(layout, z, step_m)
+        if pts is None:
+            continue
+        px, py, lost, nearest, _ = pts
+        if lost.mean() <= max_share:
+            continue
+        if not any(a.zone == z.zone for _, a in layout.antennas()):
+            out.append((z.zone, z.floor, round(float(px.mean()), 2), round(float(py.mean()), 2)))
+            continue
+        for j in np.unique(nearest[lost]):
+            part = lost & (nearest == j)
+            if part.mean() >= min_part:
+                out.append((z.zone, z.floor, round(float(px[part].mean()), 2), round(float(py[part].mean()), 2)))
     return out
 
 
@@ -70,6 +100,9 @@ def coverage_warnings(layout: Layout, max_share: float = WARN_SHARE) -> list[str
     """One line of advice per counter with more than ``max_share`` of its area nearer another
     counter's antenna (see :func:`counter_coverage`), worst first."""
     cov = counter_coverage(layout)
+    where: dict[str, list[str]] = {}
+    for zone, _, x, y in suggest_antennas(layout, max_share):
+        where.setdefault(zone, []).append(f"({x:g}, {y:g})")
     bad = sorted(((share, zone, by) for zone, (share, by) in cov.items() if share > max_share), reverse=True)
     lines = []
     for share, zone, by in bad:
@@ -78,6 +111,6 @@ def coverage_warnings(layout: Layout, max_share: float = WARN_SHARE) -> list[str
             lines.append(f"counter {zone} has no antenna: its visits cannot be found (readers[].antennas[].zone)")
             continue
         lines.append(f"counter {zone}: {share:.0%} of its area is nearer to {by}'s antennas than to its own; "
-                     f"its short visits will often be missed or counted at {by} (add an antenna in that part "
-                     f"of {zone}, or move {by}'s away from the shared edge)")
+                     f"its short visits will often be missed or counted at {by} (add antennas to {zone} at "
+                     f"{', '.join(where.get(zone, ['its far end']))} m, or move {by}'s away from the shared edge)")
     return lines

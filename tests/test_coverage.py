@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics.coverage import counter_coverage, coverage_warnings
+from analytics.coverage import counter_coverage, coverage_warnings, suggest_antennas
 from storeflow.layout import Layout, parse_layout
 
 
@@ -38,6 +38,18 @@ def test_share_is_the_part_past_the_perpendicular_bisector() -> None:
     assert cov["B"] == (0.0, None)
     lines = coverage_warnings(_layout([(2.5, 1.0, "A"), (10.5, 1.0, "B")]))
     assert len(lines) == 1 and lines[0].startswith("counter A: 35% of its area is nearer to B's antennas")
+    assert "add antennas to A at (8.25, 1) m" in lines[0]
+
+
+def test_suggested_antenna_covers_the_lost_part() -> None:
+    layout = _layout([(2.5, 1.0, "A"), (10.5, 1.0, "B")])
+    assert suggest_antennas(layout) == [("A", 1, 8.25, 1.0)]   # centroid of x in [6.5, 10]
+    fixed = _layout([(2.5, 1.0, "A"), (8.25, 1.0, "A"), (10.5, 1.0, "B")])
+    # bisector x = 9.375 falls on a grid centre (0.25 m grid); a tie counts as covered: 2 of 40 columns lost
+    assert counter_coverage(fixed)["A"][0] == pytest.approx(2 / 40)
+    assert suggest_antennas(fixed) == [] and coverage_warnings(fixed) == []
+    # no antenna at all: one at the counter's centroid
+    assert suggest_antennas(_layout([(5.0, 1.0, "A")])) == [("B", 1, 15.0, 1.0)]
 
 
 def test_a_second_antenna_covers_the_far_end() -> None:
@@ -87,6 +99,11 @@ def test_share_matches_a_point_by_point_reference(a: list[tuple[float, float]], 
     share, by = counter_coverage(layout, step_m=0.5)["A"]
     assert share == pytest.approx(_brute_share(a, b, 0.5))
     assert (by == "B") == (share > 0)
+    # following the advice never uncovers anything, and an over-share counter always gets advice
+    added = [(x, y, z) for z, _, x, y in suggest_antennas(layout, step_m=0.5)]
+    assert (len(added) > 0) == (share > 0.25 or counter_coverage(layout, step_m=0.5)["B"][0] > 0.25)
+    after = counter_coverage(_layout([(x, y, "A") for x, y in a] + [(x, y, "B") for x, y in b] + added), step_m=0.5)
+    assert after["A"][0] <= share + 1e-12
 
 
 def test_sample_stores() -> None:
