@@ -24,21 +24,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analytics.accuracy import match_visits, visit_accuracy  # noqa: E402
-from analytics.coverage import WARN_SHARE, counter_coverage, suggest_antennas  # noqa: E402
+from analytics.coverage import WARN_SHARE, counter_coverage, with_suggested_antennas  # noqa: E402
 from analytics.data import zone_map  # noqa: E402
 from analytics.pipeline import analyze_block  # noqa: E402
 from analytics.presence import fit_presence_model  # noqa: E402
-from storeflow.layout import Layout, parse_layout  # noqa: E402
+from storeflow.layout import Layout  # noqa: E402
 from storeflow.settings import store_params  # noqa: E402
-
-
-def advised(layout: Layout) -> tuple[Layout, int]:
-    """The layout with :func:`suggest_antennas`' antennas added (readers ``ADV1``, ``ADV2``, ... of 8 ports)."""
-    data = layout.to_dict()
-    new = [{"port": i % 8 + 1, "floor": f, "x": x, "y": y, "zone": z}
-           for i, (z, f, x, y) in enumerate(suggest_antennas(layout))]
-    data["readers"] += [{"reader": f"ADV{i // 8 + 1}", "antennas": new[i:i + 8]} for i in range(0, len(new), 8)]
-    return parse_layout(data, layout.source_dir), len(new)
 
 
 def run(layout: Layout, flagged: set[str], scenario: str, shoppers: int, hours: float, seed: int) -> str:
@@ -78,7 +69,8 @@ def main() -> None:
 
     layout = load_layout(sample_layout_path(a.store))
     flagged = {z for z, (share, _) in counter_coverage(layout).items() if share > WARN_SHARE}
-    better, n_new = advised(layout)
+    better = with_suggested_antennas(layout)
+    n_new = len(better.antennas()) - len(layout.antennas())
     after = counter_coverage(better)
     print(f"{a.store}: {len(flagged)} of {len(layout.counters)} counters over {WARN_SHARE:.0%} "
           f"({', '.join(sorted(flagged))}); {n_new} antennas suggested; their largest share after: "

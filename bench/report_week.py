@@ -18,7 +18,7 @@ contention for reader slots in crowds (the simulator's singulation cap), so cust
 little better than with staff present. ``--with-staff`` keeps them (expect ~15 min per day).
 
     nice -n 10 .venv/bin/python bench/report_week.py [--shoppers-per-day 800] [--days 7] \\
-        [--scenario easy|hard] [--seed 1] [--with-staff] [--keep | --reuse DBNAME]
+        [--scenario easy|hard] [--seed 1] [--with-staff] [--advised] [--keep | --reuse DBNAME]
 
 Admin URL: STOREFLOW_BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/postgres).
 """
@@ -214,6 +214,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--hours", type=float, default=OPEN_HOURS, help="opening hours per day from 10:00")
     ap.add_argument("--with-staff", action="store_true", help="also generate staff and asset reads (slow)")
+    ap.add_argument("--advised", action="store_true", help="with the antennas analytics.coverage suggests added")
     ap.add_argument("--keep", action="store_true", help="keep the scratch database")
     ap.add_argument("--reuse", metavar="DBNAME", help="a database kept by --keep with the same arguments: "
                     "simulate for the truth only, skip generating and importing reads")
@@ -221,6 +222,10 @@ def main() -> None:
 
     t_all = time.perf_counter()
     layout: Layout = load_layout(sample_layout_path("department"))
+    if args.advised:
+        from analytics.coverage import with_suggested_antennas
+
+        layout = with_suggested_antennas(layout)
     tz = ZoneInfo(layout.timezone)
     week_start = datetime(*FIRST_DAY, tzinfo=tz)
     week_end = datetime.combine(week_start.date() + timedelta(days=args.days), week_start.timetz())

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics.coverage import counter_coverage, coverage_warnings, suggest_antennas
+from analytics.coverage import counter_coverage, coverage_warnings, suggest_antennas, with_suggested_antennas
 from storeflow.layout import Layout, parse_layout
 
 
@@ -112,8 +112,12 @@ def test_sample_stores() -> None:
 
     assert coverage_warnings(load_layout(sample_layout_path("boutique"))) == []
     # the department store's long island strips with one antenna each, back to back with deeper counters
-    dept = coverage_warnings(load_layout(sample_layout_path("department")))
+    layout = load_layout(sample_layout_path("department"))
+    dept = coverage_warnings(layout)
     assert any(line.startswith("counter C129: ") and "C130" in line for line in dept)
+    better = with_suggested_antennas(layout)
+    assert len(better.antennas()) == len(layout.antennas()) + len(suggest_antennas(layout))
+    assert coverage_warnings(better) == []
 
 
 @pytest.mark.db
