@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["VisitAccuracy", "match_visits", "visit_accuracy"]
+__all__ = ["VisitAccuracy", "match_visits", "visit_accuracy", "simulation_visits"]
 
 
 @dataclass(frozen=True)
@@ -131,3 +131,31 @@ def visit_accuracy(t_tag: np.ndarray, t_zone: np.ndarray, t_start: np.ndarray, t
         if z not in vt:
             rel_err[z] = float("inf")
     return VisitAccuracy(n_t, n_e, n_m, precision, recall, f1, dwell_err, vt, ve, rel_err)
+
+
+def simulation_visits(sim, layout, refine: bool = True):  # type: ignore[no-untyped-def]
+    """The analyze job's pipeline (fit the presence model, then :func:`analytics.pipeline.analyze_block`)
+    run straight on a simulation's reads, for comparing with its truth.
+
+    ``sim``: a :class:`simulators.sim.Simulation` of ``layout``. Returns ``(truth, estimate)``, each a
+    tuple ``(tag, zone, start_us, end_us)`` of customer counter visits without pass-bys, zone as an
+    index into :func:`analytics.data.zone_map` of the layout: ``visit_accuracy(*truth, *estimate)``.
+    """
+    from analytics.data import zone_map
+    from analytics.pipeline import analyze_block
+    from analytics.presence import fit_presence_model
+    from storeflow.settings import store_params
+
+    reads, am = sim.reads()
+    zm = zone_map(layout)
+    params = store_params(layout.settings)
+    model = fit_presence_model(reads, am, zm, segment_gap_s=params["trip_gap_s"])
+    customer = sim.truth.customer
+    v = analyze_block(reads, am, layout, zm, params, model, customer[reads.tag], refine=refine).visits
+    keep = np.array([k == "counter" for k in zm.kind])[v.zone] & ~v.passby & customer[v.tag]
+    tv = sim.truth.visits[~sim.truth.visits["passby"]]
+    code = {z: i for i, z in enumerate(zm.zone)}
+    truth = (np.asarray(tv["tag"], np.int64), np.array([code[z] for z in tv["zone"]], np.int64),
+             np.asarray(tv["start_us"], np.int64), np.asarray(tv["end_us"], np.int64))
+    estimate = (v.tag[keep].astype(np.int64), v.zone[keep].astype(np.int64), v.start_us[keep], v.end_us[keep])
+    return truth, estimate

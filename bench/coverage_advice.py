@@ -23,34 +23,22 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analytics.accuracy import match_visits, visit_accuracy  # noqa: E402
+from analytics.accuracy import match_visits, simulation_visits, visit_accuracy  # noqa: E402
 from analytics.coverage import WARN_SHARE, counter_coverage, with_suggested_antennas  # noqa: E402
 from analytics.data import zone_map  # noqa: E402
-from analytics.pipeline import analyze_block  # noqa: E402
-from analytics.presence import fit_presence_model  # noqa: E402
 from storeflow.layout import Layout  # noqa: E402
-from storeflow.settings import store_params  # noqa: E402
 
 
 def run(layout: Layout, flagged: set[str], scenario: str, shoppers: int, hours: float, seed: int) -> str:
     from simulators import simulate
 
     sim = simulate(layout, shoppers=shoppers, hours=hours, seed=seed, scenario=scenario)
-    reads, am = sim.reads()
+    truth, est = simulation_visits(sim, layout)
+    acc = visit_accuracy(*truth, *est)
+    matched_t, _ = match_visits(*truth, *est)
     zm = zone_map(layout)
-    params = store_params(layout.settings)
-    model = fit_presence_model(reads, am, zm, segment_gap_s=params["trip_gap_s"])
-    customer = sim.truth.customer
-    v = analyze_block(reads, am, layout, zm, params, model, customer[reads.tag]).visits
-    keep = np.array([k == "counter" for k in zm.kind])[v.zone] & ~v.passby & customer[v.tag]
-    tv = sim.truth.visits[~sim.truth.visits["passby"]]
-    code = {z: i for i, z in enumerate(zm.zone)}
-    t_zone = np.array([code[z] for z in tv["zone"]], np.int64)
-    est = (v.tag[keep], v.zone[keep], v.start_us[keep], v.end_us[keep])
-    acc = visit_accuracy(tv["tag"], t_zone, tv["start_us"], tv["end_us"], *est)
-    matched_t, _ = match_visits(tv["tag"], t_zone, tv["start_us"], tv["end_us"], *est)
-    hit = np.isin(np.arange(len(tv)), matched_t)
-    fl = np.isin(np.asarray(tv["zone"]), sorted(flagged))
+    hit = np.isin(np.arange(len(truth[0])), matched_t)
+    fl = np.isin(truth[1], [i for i, z in enumerate(zm.zone) if z in flagged])
     return (f"recall flagged {hit[fl].mean():.3f} (n {fl.sum()}), others {hit[~fl].mean():.3f} (n {(~fl).sum()}) | "
             f"P {acc.precision:.3f} R {acc.recall:.3f} F1 {acc.f1:.3f} | visitors total {acc.visitors_total_rel_err:+.1%}, "
             f"counters within 10 % {acc.visitors_share_within(0.10):.0%}")
