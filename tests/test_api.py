@@ -170,3 +170,29 @@ def test_token_cache_refuses_expired_and_revoked_tokens(app_db, db_url: str) -> 
         assert revoke_token(other, token_id)
     assert _wait(lambda: cache.get(hash_token(token)) is None, 5.0)
     assert client.get("/api/v1/stores", headers=_h(token)).status_code == 401
+
+
+def test_layout_coverage(app_db) -> None:  # type: ignore[no-untyped-def]
+    from storeflow.layout import parse_layout
+
+    client, tokens, conn = app_db
+    # the mini store's two neighbouring counters meet exactly on their antennas' bisector: all covered
+    rows = client.get("/api/v1/stores/mini-store/layout/coverage", headers=_h(tokens["viewer"])).json()
+    assert sorted(r["zone"] for r in rows) == ["C01", "C02", "C03"]
+    assert all(r["share_nearer_other"] == 0 and not r["flagged"] and r["suggested_antennas"] == [] for r in rows)
+    # a long counter with one antenna at one end, beside another: the far 35 % is nearer the neighbour's
+    data = load_layout(Path(__file__).parent / "data" / "mini_store.yaml").to_dict() | {"store": "cov-api"}
+    data["zones"] = [{"zone": "A", "kind": "counter", "floor": 1, "polygon": [[0, 0], [10, 0], [10, 2], [0, 2]]},
+                     {"zone": "B", "kind": "counter", "floor": 1, "polygon": [[10, 0], [20, 0], [20, 2], [10, 2]]}]
+    data["readers"] = [{"reader": "R1", "antennas": [{"port": 1, "floor": 1, "x": 2.5, "y": 1.0, "zone": "A"},
+                                                     {"port": 2, "floor": 1, "x": 10.5, "y": 1.0, "zone": "B"}]}]
+    data["doors"] = []
+    upsert_layout(conn, parse_layout(data))
+    conn.commit()
+    assert client.get("/api/v1/stores/cov-api/layout/coverage", headers=_h(tokens["viewer"])).status_code == 403
+    rows = client.get("/api/v1/stores/cov-api/layout/coverage", headers=_h(tokens["admin"])).json()
+    assert [r["zone"] for r in rows] == ["A", "B"]
+    assert rows[0]["share_nearer_other"] == pytest.approx(0.35) and rows[0]["nearer_to"] == "B"
+    assert rows[0]["flagged"] and rows[0]["suggested_antennas"] == [[8.25, 1.0]] and rows[0]["floor"] == 1
+    assert rows[1]["share_nearer_other"] == 0 and not rows[1]["flagged"]
+    assert client.get("/api/v1/stores/nope/layout/coverage", headers=_h(tokens["admin"])).status_code == 404

@@ -24,6 +24,18 @@ class FloorInfo(BaseModel):
     plan_url: str | None = Field(description="where to get the image; null without one")
 
 
+class CounterCoverage(BaseModel):
+    zone: str
+    floor: int
+    share_nearer_other: float = Field(description="share of the counter's area nearer to another counter's "
+                                                   "antenna than to its own (0-1); such parts lose visits to it")
+    nearer_to: str | None = Field(description="the counter owning most of those nearer antennas")
+    flagged: bool = Field(description="share over the advice threshold (see `threshold`)")
+    threshold: float
+    suggested_antennas: list[list[float]] = Field(description="[x_m, y_m] on the counter's floor where an "
+                                                              "antenna of its own would cover it")
+
+
 class Occupancy(BaseModel):
     store: str
     since: str = Field(description="local midnight today (ISO 8601)")
@@ -59,6 +71,25 @@ def layout(request: Request, store: str, who: Principal = Depends(principal)) ->
     store_guard(request, store, who)
     row = request.app.state.db.fetch("SELECT layout FROM stores WHERE store = %s", (store,))[0]
     return row["layout"]
+
+
+@router.get("/stores/{store}/layout/coverage", response_model=list[CounterCoverage],
+            summary="Antenna coverage of every counter, worst first, with where to add antennas")
+def layout_coverage(request: Request, store: str, who: Principal = Depends(principal)) -> Any:
+    from analytics.coverage import WARN_SHARE, counter_coverage, suggest_antennas
+    from storeflow.layout import parse_layout
+
+    store_guard(request, store, who)
+    row = request.app.state.db.fetch("SELECT layout FROM stores WHERE store = %s", (store,))[0]
+    lay = parse_layout(row["layout"])
+    where: dict[str, list[list[float]]] = {}
+    for zone, _, x, y in suggest_antennas(lay):
+        where.setdefault(zone, []).append([x, y])
+    floor_of = {z.zone: z.floor for z in lay.counters}
+    out = [{"zone": zone, "floor": floor_of[zone], "share_nearer_other": round(share, 4), "nearer_to": by,
+            "flagged": share > WARN_SHARE, "threshold": WARN_SHARE, "suggested_antennas": where.get(zone, [])}
+           for zone, (share, by) in counter_coverage(lay).items()]
+    return sorted(out, key=lambda r: (-r["share_nearer_other"], r["zone"]))
 
 
 _PLAN_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/svg+xml")
