@@ -137,25 +137,36 @@ def simulation_visits(sim, layout, refine: bool = True):  # type: ignore[no-unty
     """The analyze job's pipeline (fit the presence model, then :func:`analytics.pipeline.analyze_block`)
     run straight on a simulation's reads, for comparing with its truth.
 
-    ``sim``: a :class:`simulators.sim.Simulation` of ``layout``. Returns ``(truth, estimate)``, each a
-    tuple ``(tag, zone, start_us, end_us)`` of customer counter visits without pass-bys, zone as an
-    index into :func:`analytics.data.zone_map` of the layout: ``visit_accuracy(*truth, *estimate)``.
+    ``sim``: a :class:`simulators.sim.Simulation` of ``layout``. Returns ``(truth, estimate, info)``:
+    truth and estimate each a tuple ``(tag, zone, start_us, end_us)`` of customer counter visits without
+    pass-bys, zone as an index into :func:`analytics.data.zone_map` of the layout
+    (``visit_accuracy(*truth, *estimate)``); ``info`` the run's size and timings (seconds): reads,
+    sim_s (generating the reads), fit_s, decode_visits_s, positions_refine_s, states, antennas.
     """
+    import time
+
     from analytics.data import zone_map
     from analytics.pipeline import analyze_block
     from analytics.presence import fit_presence_model
     from storeflow.settings import store_params
 
+    t0 = time.perf_counter()
     reads, am = sim.reads()
+    t_sim = time.perf_counter() - t0
     zm = zone_map(layout)
     params = store_params(layout.settings)
+    t0 = time.perf_counter()
     model = fit_presence_model(reads, am, zm, segment_gap_s=params["trip_gap_s"])
+    t_fit = time.perf_counter() - t0
     customer = sim.truth.customer
-    v = analyze_block(reads, am, layout, zm, params, model, customer[reads.tag], refine=refine).visits
+    blk = analyze_block(reads, am, layout, zm, params, model, customer[reads.tag], refine=refine)
+    v = blk.visits
     keep = np.array([k == "counter" for k in zm.kind])[v.zone] & ~v.passby & customer[v.tag]
     tv = sim.truth.visits[~sim.truth.visits["passby"]]
     code = {z: i for i, z in enumerate(zm.zone)}
     truth = (np.asarray(tv["tag"], np.int64), np.array([code[z] for z in tv["zone"]], np.int64),
              np.asarray(tv["start_us"], np.int64), np.asarray(tv["end_us"], np.int64))
     estimate = (v.tag[keep].astype(np.int64), v.zone[keep].astype(np.int64), v.start_us[keep], v.end_us[keep])
-    return truth, estimate
+    info = {"reads": len(reads), "sim_s": t_sim, "fit_s": t_fit, "decode_visits_s": blk.decode_visits_s,
+            "positions_refine_s": blk.positions_refine_s, "states": model.n_states, "antennas": len(am)}
+    return truth, estimate, info

@@ -12,16 +12,9 @@ visits and the per-counter visitors error.
 from __future__ import annotations
 
 import argparse
-import time
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from analytics.accuracy import VisitAccuracy, visit_accuracy
-from analytics.data import zone_map
-from analytics.pipeline import analyze_block
-from analytics.presence import fit_presence_model
-from storeflow.settings import store_params
+from analytics.accuracy import VisitAccuracy, simulation_visits, visit_accuracy
 
 if TYPE_CHECKING:
     from simulators.scenario import Scenario
@@ -40,27 +33,8 @@ def evaluate(store: str | Layout, scenario: str | Scenario, shoppers: int, hours
 
     layout = store if isinstance(store, Layout) else load_layout(sample_layout_path(store))
     sim = simulate(layout, shoppers=shoppers, hours=hours, seed=seed, scenario=scenario)
-    t0 = time.perf_counter()
-    reads, am = sim.reads()
-    t_sim = time.perf_counter() - t0
-    zm = zone_map(layout)
-    params = store_params(layout.settings)
-    t0 = time.perf_counter()
-    model = fit_presence_model(reads, am, zm, segment_gap_s=params["trip_gap_s"])
-    t_fit = time.perf_counter() - t0
-    customer = sim.truth.customer
-    blk = analyze_block(reads, am, layout, zm, params, model, customer[reads.tag], refine=refine)
-    v = blk.visits
-    counter = np.array([k == "counter" for k in zm.kind])
-    keep = counter[v.zone] & ~v.passby & customer[v.tag]
-    tv = sim.truth.visits
-    tv = tv[~tv["passby"]]
-    code = {z: i for i, z in enumerate(zm.zone)}
-    t_zone = np.array([code[z] for z in tv["zone"]], np.int64)
-    acc = visit_accuracy(tv["tag"], t_zone, tv["start_us"], tv["end_us"],
-                         v.tag[keep], v.zone[keep], v.start_us[keep], v.end_us[keep])
-    return acc, {"reads": len(reads), "sim_s": t_sim, "fit_s": t_fit, "decode_visits_s": blk.decode_visits_s,
-                 "positions_refine_s": blk.positions_refine_s, "states": model.n_states, "antennas": len(am)}
+    truth, estimate, info = simulation_visits(sim, layout, refine=refine)
+    return visit_accuracy(*truth, *estimate), info
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ def run(layout: Layout, flagged: set[str], scenario: str, shoppers: int, hours: 
     from simulators import simulate
 
     sim = simulate(layout, shoppers=shoppers, hours=hours, seed=seed, scenario=scenario)
-    truth, est = simulation_visits(sim, layout)
+    truth, est, _ = simulation_visits(sim, layout)
     acc = visit_accuracy(*truth, *est)
     matched_t, _ = match_visits(*truth, *est)
     zm = zone_map(layout)

@@ -133,7 +133,8 @@ def test_pipeline_end_to_end_with_uplink_outage(db_url: str, mqtt_broker: tuple[
     tv = sim.truth.visits[~sim.truth.visits["passby"]]
     acc = visit_accuracy(tv["tag"].astype(np.int64), np.array([zones[z] for z in tv["zone"]], np.int64),
                          tv["start_us"], tv["end_us"], e_tag, e_zone, e_start, e_end)
-    offline = visit_accuracy(*sum(simulation_visits(sim, layout), ()))  # no devices, edge, broker or database
+    truth, offline_est, _ = simulation_visits(sim, layout)  # no devices, edge, broker or database
+    offline = visit_accuracy(*truth, *offline_est)
     print("end-to-end accuracy:", acc.summary())
     print("offline, same simulation:", offline.summary())
     # The accuracy bars are asserted (and their gap recorded) in test_accuracy.py on larger
