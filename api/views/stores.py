@@ -76,19 +76,12 @@ def layout(request: Request, store: str, who: Principal = Depends(principal)) ->
 @router.get("/stores/{store}/layout/coverage", response_model=list[CounterCoverage],
             summary="Antenna coverage of every counter, worst first, with where to add antennas")
 def layout_coverage(request: Request, store: str, who: Principal = Depends(principal)) -> Any:
-    from analytics.coverage import WARN_SHARE, counter_coverage, suggest_antennas
+    from analytics.coverage import WARN_SHARE, coverage
     from storeflow.layout import parse_layout
 
-    store_guard(request, store, who)
-    row = request.app.state.db.fetch("SELECT layout FROM stores WHERE store = %s", (store,))[0]
-    lay = parse_layout(row["layout"])
-    where: dict[str, list[list[float]]] = {}
-    for zone, _, x, y in suggest_antennas(lay):
-        where.setdefault(zone, []).append([x, y])
-    floor_of = {z.zone: z.floor for z in lay.counters}
-    out = [{"zone": zone, "floor": floor_of[zone], "share_nearer_other": round(share, 4), "nearer_to": by,
-            "flagged": share > WARN_SHARE, "threshold": WARN_SHARE, "suggested_antennas": where.get(zone, [])}
-           for zone, (share, by) in counter_coverage(lay).items()]
+    out = [{"zone": c.zone, "floor": c.floor, "share_nearer_other": round(c.share, 4), "nearer_to": c.nearer_to,
+            "flagged": c.share > WARN_SHARE, "threshold": WARN_SHARE, "suggested_antennas": [list(p) for p in c.suggested]}
+           for c in coverage(parse_layout(layout(request, store, who)))]
     return sorted(out, key=lambda r: (-r["share_nearer_other"], r["zone"]))
 
 
