@@ -40,7 +40,7 @@ from ingest.files_parse import (
     validate_tag_row,
 )
 from storeflow.contract import PG_EPOCH_US, UNIX_EPOCH, BadInput
-from storeflow.layout import load_layout
+from storeflow.layout import Layout, load_layout
 from storeflow.store import StoreDims, load_store_dims, upsert_layout
 
 __all__ = ["ImportResult", "ReasonStat", "import_file", "import_layout", "file_sha256", "format_summary",
@@ -108,10 +108,10 @@ def _open(path: Path) -> IO[bytes]:
         raise BadInput(f"{path}: cannot read ({e.strerror or e})") from None
 
 
-def import_layout(conn: psycopg.Connection, path: Path) -> tuple[int, str]:
-    """Import (create or update) a store layout file; returns (store_id, store)."""
+def import_layout(conn: psycopg.Connection, path: Path) -> tuple[int, Layout]:
+    """Import (create or update) a store layout file; returns (store_id, the parsed layout)."""
     layout = load_layout(path)
-    return upsert_layout(conn, layout), layout.store
+    return upsert_layout(conn, layout), layout
 
 
 def import_file(conn: psycopg.Connection, kind: str, path: str | Path, store: str | None = None, *,

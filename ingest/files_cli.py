@@ -41,18 +41,17 @@ def _cmd_layout(args: argparse.Namespace) -> int:
     from storeflow.db import connect
 
     with connect(args.database_url) as conn:
-        store_id, store = import_layout(conn, args.file)
+        store_id, layout = import_layout(conn, args.file)
         n = conn.execute(
             "SELECT (SELECT count(*) FROM zones WHERE store_id = %(s)s AND active), "
             "(SELECT count(*) FROM antennas WHERE store_id = %(s)s AND active), "
             "(SELECT count(*) FROM doors WHERE store_id = %(s)s AND active)", {"s": store_id}).fetchone()
         conn.commit()
     assert n is not None
-    print(f"{args.file.name}: store {store} imported ({n[0]} zones, {n[1]} antennas, {n[2]} doors)")
+    print(f"{args.file.name}: store {layout.store} imported ({n[0]} zones, {n[1]} antennas, {n[2]} doors)")
     from analytics.coverage import coverage_warnings
-    from storeflow.layout import load_layout
 
-    for line in coverage_warnings(load_layout(args.file)):  # advice only: the layout is imported as it is
+    for line in coverage_warnings(layout):  # advice only: the layout is imported as it is
         print(f"warning: {line}", file=sys.stderr)
     return 0
 
